@@ -72,6 +72,9 @@ void log(LogLevel level, std::string_view message) {
 
 int report(const Error& error) {
   log_error(error.message);
+  if (error.code == Exit::usage) {
+    write_all(STDERR_FILENO, "Try '" + g_settings.tool + " --help' for more information.\n");
+  }
   return to_int(error.code);
 }
 

@@ -31,6 +31,7 @@ inline void log_info(std::string_view m) { log(LogLevel::info, m); }
 inline void log_debug(std::string_view m) { log(LogLevel::debug, m); }
 
 /// Logs `error` and returns its exit status: the usual last line of a failing main().
+/// A usage error adds the conventional "Try 'tool --help' for more information." line.
 int report(const Error& error);
 
 }  // namespace envkit
