@@ -60,15 +60,15 @@ bool sleep_unless_stopped(std::chrono::nanoseconds d) {
   std::call_once(g_once, make_pipe);
   auto deadline = steady_clock::now() + d;
   while (!stop_requested()) {
-    auto left = duration_cast<milliseconds>(deadline - steady_clock::now());
+    // Rounded up, so the sleep never ends early and the loop never spins on a 0 ms poll.
+    auto left = ceil<milliseconds>(deadline - steady_clock::now());
     if (left.count() <= 0) return true;
     if (g_pipe[0] < 0) {  // no pipe: fall back to short naps
       ::usleep(static_cast<useconds_t>(std::min<long>(left.count(), 50) * 1000));
       continue;
     }
     pollfd p{g_pipe[0], POLLIN, 0};
-    // Round sub-millisecond remainders up so the loop does not spin.
-    ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 1)));
+    ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000 * 1000)));
   }
   return false;
 }
