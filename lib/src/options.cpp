@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 namespace envkit {
@@ -30,10 +31,42 @@ bool is_command_name(const std::string& key) {
   return false;
 }
 
+// Exact long-name lookup: Boost's find_nothrow() matches "" and "-v" and can throw on
+// ambiguity, and a config key must name an option exactly.
+const po::option_description* find_option(const po::options_description& all,
+                                          const std::string& name) {
+  for (const auto& opt : all.options()) {
+    if (opt->long_name() == name) return opt.get();
+  }
+  return nullptr;
+}
+
 std::string yaml_where(const std::string& path, const YAML::Node& node) {
   auto mark = node.Mark();
   if (mark.is_null()) return path;
   return path + ":" + std::to_string(mark.line + 1);
+}
+
+// Boost 1.74 formats error messages by replacing "%value%"-style placeholders in a loop, so a
+// user's value that itself contains such a placeholder (--count '%value%') never terminates.
+// Every substitution is defused before what() runs: each '%' that starts a word becomes "%25".
+// The protected map is reached through a member pointer named via a derived class.
+struct SubstitutionAccess : po::error_with_option_name {
+  static std::map<std::string, std::string>& of(po::error_with_option_name& e) {
+    return e.*(&SubstitutionAccess::m_substitutions);
+  }
+};
+
+std::string describe(const po::error& error) {
+  auto* named = dynamic_cast<const po::error_with_option_name*>(&error);
+  if (named == nullptr) return error.what();
+  po::error_with_option_name copy = *named;
+  for (auto& [key, value] : SubstitutionAccess::of(copy)) {
+    for (size_t at = value.find('%'); at != std::string::npos; at = value.find('%', at + 1)) {
+      value.replace(at, 1, "%25");
+    }
+  }
+  return copy.what();
 }
 
 }  // namespace
@@ -165,7 +198,7 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
     }
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    return Error{Exit::usage, e.what()};
+    return Error{Exit::usage, describe(e)};
   }
   if (vm.count("help")) {
     out << help_text();
@@ -186,7 +219,7 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
     };
     po::store(po::parse_environment(all, mapper), vm);
   } catch (const po::error& e) {
-    return Error{Exit::usage, std::string("environment: ") + e.what()};
+    return Error{Exit::usage, "environment: " + describe(e)};
   }
 
   if (vm.count("config")) {
@@ -197,7 +230,7 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    return Error{Exit::usage, e.what()};
+    return Error{Exit::usage, describe(e)};
   }
   vm_ = std::move(vm);
 
@@ -241,7 +274,10 @@ Status OptionParser::load_config_file(const po::options_description& all,
   std::vector<std::string> where_of;  // "file:line" of each collected option, for errors
   auto collect = [&](const YAML::Node& map, bool top_level) -> Status {
     for (const auto& item : map) {
-      std::string key = item.first.as<std::string>();
+      if (!item.first.IsScalar()) {
+        return Error{Exit::config, yaml_where(config_path_, item.first) + ": keys must be option names"};
+      }
+      const std::string& key = item.first.Scalar();
       const YAML::Node& value = item.second;
       std::string where = yaml_where(config_path_, item.first);
       if (top_level && is_command_name(key)) {
@@ -251,7 +287,7 @@ Status OptionParser::load_config_file(const po::options_description& all,
       if (std::find(config_sections_.begin(), config_sections_.end(), key) != config_sections_.end()) {
         continue;
       }
-      const po::option_description* desc = all.find_nothrow(key, false);
+      const po::option_description* desc = find_option(all, key);
       if (desc == nullptr || command_line_only(key) || key == "config") {
         return Error{Exit::config, where + ": unknown option '" + key + "'"};
       }
@@ -273,10 +309,14 @@ Status OptionParser::load_config_file(const po::options_description& all,
     }
     return {};
   };
-  if (const YAML::Node own = config_doc_[info_.name]; own && own.IsMap()) {
-    if (auto st = collect(own, false); !st) return st;
+  try {
+    if (const YAML::Node own = config_doc_[info_.name]; own && own.IsMap()) {
+      if (auto st = collect(own, false); !st) return st;
+    }
+    if (auto st = collect(config_doc_, true); !st) return st;
+  } catch (const YAML::Exception& e) {
+    return Error{Exit::config, config_path_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg};
   }
-  if (auto st = collect(config_doc_, true); !st) return st;
 
   // Keys given twice (section and top level): the first, the command's own, wins. Each
   // option is stored alone so that a bad value is reported with its line.
@@ -290,7 +330,7 @@ Status OptionParser::load_config_file(const po::options_description& all,
     try {
       po::store(one, vm);
     } catch (const po::error& e) {
-      return Error{Exit::config, where_of[i] + ": " + e.what()};
+      return Error{Exit::config, where_of[i] + ": " + describe(e)};
     }
   }
   return {};

@@ -121,6 +121,22 @@ TEST_F(Options, UnknownFlagIsUsageError) {
   EXPECT_NE(r.error().message.find("--bogus"), std::string::npos);
 }
 
+// Boost 1.74 loops forever formatting these; found by fuzz_config.
+TEST_F(Options, PlaceholderLookalikesInValuesDoNotHang) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--count", "%value%"}, {"--x%canonical_option%"}, {"--count", "%option%%prefix%"}}) {
+    auto r = parse(args);
+    ASSERT_FALSE(r.ok()) << args[0];
+    EXPECT_EQ(r.error().code, Exit::usage);
+  }
+  auto r = parse({"--count", "%value%"});
+  EXPECT_NE(r.error().message.find("%25value%25"), std::string::npos) << r.error().message;
+  setenv("ENVKIT_COUNT", "%value%", 1);
+  EXPECT_FALSE(parse({}).ok());
+  unsetenv("ENVKIT_COUNT");
+  EXPECT_FALSE(parse({"--config", write_config("count: '%value%'\n")}).ok());
+}
+
 TEST_F(Options, AbbreviationsAreNotGuessed) {
   auto r = parse({"--cou", "2"});
   ASSERT_FALSE(r.ok());
@@ -160,6 +176,9 @@ TEST_F(Options, MalformedConfigFilesNameFileAndLine) {
            {"count: many\n", "envkit.yaml:1: the argument ('many') for option 'count' is invalid"},
            {"help: true\n", "unknown option 'help'"},
            {"sensor-push: 3\n", "must be a mapping"},
+           {"'': 1\n", "unknown option ''"},            // found by fuzz_config
+           {"-q: true\n", "unknown option '-q'"},
+           {"? [a, b]\n: 1\n", "keys must be option names"},
        }) {
     auto r = parse({"--config", write_config(c.text)});
     ASSERT_FALSE(r.ok()) << c.text;
