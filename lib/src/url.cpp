@@ -349,6 +349,8 @@ std::string Url::redacted() const {
   if (is_stdio()) return "-";
   std::string out = scheme + ":";
   if (is_file()) {
+    // Absolute paths print as file:///abs, so a path starting "//" is not read as a host.
+    if (!path.empty() && path.front() == '/') out += "//";
     out += percent_encode(path, "/");
   } else {
     out += "//";

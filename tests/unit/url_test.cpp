@@ -119,7 +119,8 @@ TEST(Url, RedactedHidesPasswordAndSecretParams) {
 TEST(Url, RedactedParsesBackToTheSameUrl) {
   for (std::string_view text :
        {"amqp://u%3Ax@h/%2f?queue=a%26b", "kafka://[::1]:1,b:2/t?x=1,2", "file:a%20b/c",
-        "redis://h/0?key=weather:{city}", "http://h:8080/tasks?q=%C3%B1"}) {
+        "redis://h/0?key=weather:{city}", "http://h:8080/tasks?q=%C3%B1",
+       "file://////double/slash", "file:/abs"}) {
     Url u = parse_ok(text);
     Url back = parse_ok(u.redacted());
     EXPECT_EQ(back.user, u.user) << text;
@@ -127,6 +128,11 @@ TEST(Url, RedactedParsesBackToTheSameUrl) {
     EXPECT_EQ(back.query, u.query) << text;
     EXPECT_EQ(back.hosts.size(), u.hosts.size()) << text;
   }
+}
+
+TEST(Url, AbsoluteFilePathsPrintCanonically) {
+  EXPECT_EQ(parse_ok("file:/var/backups").redacted(), "file:///var/backups");
+  EXPECT_EQ(parse_ok("file:rel/x").redacted(), "file:rel/x");
 }
 
 TEST(Url, KeepsUtf8Readable) {
