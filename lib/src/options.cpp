@@ -80,16 +80,23 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   size_t unit_at = text.find_first_not_of("0123456789.");
   std::string number(text.substr(0, unit_at));
   std::string_view unit = unit_at == std::string_view::npos ? "s" : text.substr(unit_at);
-  if (number.empty() || number.front() == '.' || std::count(number.begin(), number.end(), '.') > 1) {
+  if (number.empty() || number.front() == '.' ||
+      std::count(number.begin(), number.end(), '.') > 1) {
     return bad();
   }
   double scale = 0;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s") scale = 1e3;
-  else if (unit == "m" || unit == "min") scale = 60e3;
-  else if (unit == "h") scale = 3600e3;
-  else if (unit == "d") scale = 86400e3;
-  else return bad();
+  if (unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = 1e3;
+  else if (unit == "m" || unit == "min")
+    scale = 60e3;
+  else if (unit == "h")
+    scale = 3600e3;
+  else if (unit == "d")
+    scale = 86400e3;
+  else
+    return bad();
   double ms = std::strtod(number.c_str(), nullptr) * scale;
   if (!std::isfinite(ms) || ms > 1e15) return bad();  // ~31,700 years is plenty
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
@@ -103,21 +110,47 @@ void validate(boost::any& out, const std::vector<std::string>& values, Duration*
   out = Duration{*d};
 }
 
+Result<uint64_t> parse_size(std::string_view text) {
+  auto bad = [&] {
+    return Error{Exit::usage, "invalid size '" + std::string(text) + "' (use e.g. 512, 64K, 16M, 1G)"};
+  };
+  size_t unit_at = std::min(text.find_first_not_of("0123456789"), text.size());
+  if (unit_at == 0 || unit_at > 15) return bad();  // 15 digits cannot overflow 64 bits
+  uint64_t n = std::stoull(std::string(text.substr(0, unit_at)));
+  std::string unit(text.substr(unit_at));
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB") shift = 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB") shift = 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB") shift = 30;
+  else if (unit == "T" || unit == "TB" || unit == "TIB") shift = 40;
+  else return bad();
+  if (shift > 0 && n > (UINT64_MAX >> shift)) return bad();
+  return n << shift;
+}
+
+void validate(boost::any& out, const std::vector<std::string>& values, ByteSize*, int) {
+  po::validators::check_first_occurrence(out);
+  const std::string& s = po::validators::get_single_string(values);
+  auto n = parse_size(s);
+  if (!n) throw po::invalid_option_value(s);
+  out = ByteSize{*n};
+}
+
 OptionParser::OptionParser(CommandInfo info)
     : info_(std::move(info)),
       own_("Options"),
       connection_("Connection"),
       common_("Logging, configuration and help") {
-  common_.add_options()
-      ("config", po::value<std::string>(&config_path_)->value_name("FILE"),
-       "read options from a YAML file (flags and ENVKIT_* variables win)")
-      ("verbose,v", po::value<std::vector<std::string>>()->zero_tokens()->composing(),
-       "log more to stderr (repeat for more)")
-      ("quiet,q", po::bool_switch(&quiet_), "log errors only (for cron)")
-      ("log-format", po::value<std::string>(&log_format_)->value_name("FMT"),
-       "stderr log format: text (default) or json")
-      ("help", "print this help and exit")
-      ("version", "print the version and exit");
+  common_.add_options()("config", po::value<std::string>(&config_path_)->value_name("FILE"),
+                        "read options from a YAML file (flags and ENVKIT_* variables win)")(
+      "verbose,v", po::value<std::vector<std::string>>()->zero_tokens()->composing(),
+      "log more to stderr (repeat for more)")("quiet,q", po::bool_switch(&quiet_),
+                                              "log errors only (for cron)")(
+      "log-format", po::value<std::string>(&log_format_)->value_name("FMT"),
+      "stderr log format: text (default) or json")("help", "print this help and exit")(
+      "version", "print the version and exit");
 }
 
 void OptionParser::add_connection_options(ConnectionOptions& out,
@@ -127,24 +160,24 @@ void OptionParser::add_connection_options(ConnectionOptions& out,
   connect_timeout_.value = out.connect_timeout;
   io_timeout_.value = out.io_timeout;
   auto file_notifier = [&password_file](const std::string& f) { password_file = f; };
-  connection_.add_options()
-      ("connect-timeout", po::value<Duration>(&connect_timeout_)->value_name("DUR"),
-       "give up connecting after DUR (default 5s)")
-      ("timeout", po::value<Duration>(&io_timeout_)->value_name("DUR"),
-       "give up on any one read or write after DUR (default 30s)")
-      ("password-file", po::value<std::string>()->value_name("FILE")->notifier(file_notifier),
-       "read the password from the first line of FILE")
-      ("tls", po::bool_switch(&out.tls.enabled), "connect with TLS")
-      ("tls-ca", po::value<std::string>(&out.tls.ca_file)->value_name("FILE"),
-       "trust the CA certificates in FILE")
-      ("tls-cert", po::value<std::string>(&out.tls.cert_file)->value_name("FILE"),
-       "client certificate")
-      ("tls-key", po::value<std::string>(&out.tls.key_file)->value_name("FILE"),
-       "client private key")
-      ("tls-server-name", po::value<std::string>(&out.tls.server_name)->value_name("NAME"),
-       "expect NAME in the server certificate (and send it as SNI)")
-      ("tls-insecure", po::bool_switch()->notifier([&out](bool b) { out.tls.verify = !b; }),
-       "do not verify the server certificate");
+  connection_.add_options()("connect-timeout",
+                            po::value<Duration>(&connect_timeout_)->value_name("DUR"),
+                            "give up connecting after DUR (default 5s)")(
+      "timeout", po::value<Duration>(&io_timeout_)->value_name("DUR"),
+      "give up on any one read or write after DUR (default 30s)")(
+      "password-file", po::value<std::string>()->value_name("FILE")->notifier(file_notifier),
+      "read the password from the first line of FILE")("tls", po::bool_switch(&out.tls.enabled),
+                                                       "connect with TLS")(
+      "tls-ca", po::value<std::string>(&out.tls.ca_file)->value_name("FILE"),
+      "trust the CA certificates in FILE")(
+      "tls-cert", po::value<std::string>(&out.tls.cert_file)->value_name("FILE"),
+      "client certificate")("tls-key",
+                            po::value<std::string>(&out.tls.key_file)->value_name("FILE"),
+                            "client private key")(
+      "tls-server-name", po::value<std::string>(&out.tls.server_name)->value_name("NAME"),
+      "expect NAME in the server certificate (and send it as SNI)")(
+      "tls-insecure", po::bool_switch()->notifier([&out](bool b) { out.tls.verify = !b; }),
+      "do not verify the server certificate");
 }
 
 void OptionParser::positional(const std::string& name, int max_count) {
@@ -187,12 +220,12 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
   po::variables_map vm;
   int verbosity = 0;
   try {
-    auto parsed = po::command_line_parser(argc, argv)
-                      .options(all)
-                      .positional(positional_)
-                      .style(po::command_line_style::default_style &
-                             ~po::command_line_style::allow_guessing)
-                      .run();
+    auto parsed =
+        po::command_line_parser(argc, argv)
+            .options(all)
+            .positional(positional_)
+            .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+            .run();
     for (const auto& opt : parsed.options) {
       if (opt.string_key == "verbose") ++verbosity;
     }
@@ -255,8 +288,7 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
   return ParseOutcome::run;
 }
 
-Status OptionParser::load_config_file(const po::options_description& all,
-                                      po::variables_map& vm) {
+Status OptionParser::load_config_file(const po::options_description& all, po::variables_map& vm) {
   std::ifstream in(config_path_);
   if (!in) return Error{Exit::no_input, config_path_ + ": cannot read the config file"};
   try {
@@ -266,7 +298,8 @@ Status OptionParser::load_config_file(const po::options_description& all,
   }
   if (config_doc_.IsNull()) return {};  // an empty file sets nothing
   if (!config_doc_.IsMap()) {
-    return Error{Exit::config, yaml_where(config_path_, config_doc_) + ": expected a mapping of option: value"};
+    return Error{Exit::config,
+                 yaml_where(config_path_, config_doc_) + ": expected a mapping of option: value"};
   }
 
   // The command's own section beats the top level, so collect it first: the first store wins.
@@ -275,16 +308,19 @@ Status OptionParser::load_config_file(const po::options_description& all,
   auto collect = [&](const YAML::Node& map, bool top_level) -> Status {
     for (const auto& item : map) {
       if (!item.first.IsScalar()) {
-        return Error{Exit::config, yaml_where(config_path_, item.first) + ": keys must be option names"};
+        return Error{Exit::config,
+                     yaml_where(config_path_, item.first) + ": keys must be option names"};
       }
       const std::string& key = item.first.Scalar();
       const YAML::Node& value = item.second;
       std::string where = yaml_where(config_path_, item.first);
       if (top_level && is_command_name(key)) {
-        if (!value.IsMap()) return Error{Exit::config, where + ": section '" + key + "' must be a mapping"};
+        if (!value.IsMap())
+          return Error{Exit::config, where + ": section '" + key + "' must be a mapping"};
         continue;  // handled separately (own) or meant for another command
       }
-      if (std::find(config_sections_.begin(), config_sections_.end(), key) != config_sections_.end()) {
+      if (std::find(config_sections_.begin(), config_sections_.end(), key) !=
+          config_sections_.end()) {
         continue;
       }
       const po::option_description* desc = find_option(all, key);
@@ -297,7 +333,8 @@ Status OptionParser::load_config_file(const po::options_description& all,
       } else if (value.IsSequence()) {
         for (const auto& element : value) {
           if (!element.IsScalar()) {
-            return Error{Exit::config, yaml_where(config_path_, element) + ": '" + key + "' takes plain values"};
+            return Error{Exit::config,
+                         yaml_where(config_path_, element) + ": '" + key + "' takes plain values"};
           }
           tokens.push_back(element.Scalar());
         }

@@ -21,10 +21,18 @@ struct SchemeInfo {
 };
 
 constexpr std::array<SchemeInfo, 13> kSchemes{{
-    {"mysql", 3306, false},   {"redis", 6379, false}, {"rediss", 6379, false},
-    {"mongodb", 27017, false}, {"amqp", 5672, false},  {"amqps", 5671, false},
-    {"kafka", 9092, false},    {"http", 80, false},    {"https", 443, false},
-    {"tcp", 0, true},          {"tls", 443, false},    {"file", 0, false},
+    {"mysql", 3306, false},
+    {"redis", 6379, false},
+    {"rediss", 6379, false},
+    {"mongodb", 27017, false},
+    {"amqp", 5672, false},
+    {"amqps", 5671, false},
+    {"kafka", 9092, false},
+    {"http", 80, false},
+    {"https", 443, false},
+    {"tcp", 0, true},
+    {"tls", 443, false},
+    {"file", 0, false},
     {"udp", 0, true},
 }};
 
@@ -55,9 +63,10 @@ int hex_value(char c) {
 
 // Characters that may stand unescaped in a component when we print a URL back.
 bool is_unreserved(unsigned char c, std::string_view also) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~' || also.find(static_cast<char>(c)) !=
-         std::string_view::npos || c >= 0x80;  // UTF-8 stays readable (Bogotá, not Bogot%C3%A1)
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~' ||
+         also.find(static_cast<char>(c)) != std::string_view::npos ||
+         c >= 0x80;  // UTF-8 stays readable (Bogotá, not Bogot%C3%A1)
 }
 
 std::string percent_encode(std::string_view s, std::string_view also = {}) {
@@ -121,7 +130,8 @@ Result<HostPort> parse_host(std::string_view s) {
     hp.ipv6 = true;
     std::string_view rest = s.substr(close + 1);
     if (!rest.empty()) {
-      if (rest.front() != ':') return bad("unexpected text after IPv6 address: '" + std::string(rest) + "'");
+      if (rest.front() != ':')
+        return bad("unexpected text after IPv6 address: '" + std::string(rest) + "'");
       port_text = rest.substr(1);
       auto port = parse_port(port_text);
       if (!port) return port.error();
@@ -133,7 +143,8 @@ Result<HostPort> parse_host(std::string_view s) {
   std::string_view host = s;
   if (colon != std::string_view::npos) {
     if (s.find(':') != colon) {
-      return bad("host '" + std::string(s) + "' has several ':' (write IPv6 addresses in [brackets])");
+      return bad("host '" + std::string(s) +
+                 "' has several ':' (write IPv6 addresses in [brackets])");
     }
     host = s.substr(0, colon);
     auto port = parse_port(s.substr(colon + 1));
@@ -345,7 +356,7 @@ uint16_t Url::port_or_default(size_t i) const {
   return default_port(scheme);
 }
 
-std::string Url::redacted() const {
+std::string Url::format(bool redact) const {
   if (is_stdio()) return "-";
   std::string out = scheme + ":";
   if (is_file()) {
@@ -356,7 +367,7 @@ std::string Url::redacted() const {
     out += "//";
     if (!user.empty() || password) {
       out += percent_encode(user);
-      if (password) out += ":***";
+      if (password) out += redact ? std::string(":***") : ":" + percent_encode(*password);
       out += '@';
     }
     for (size_t i = 0; i < hosts.size(); ++i) {
@@ -370,7 +381,7 @@ std::string Url::redacted() const {
   for (size_t i = 0; i < query.size(); ++i) {
     out += i == 0 ? '?' : '&';
     out += percent_encode(query[i].first) + "=";
-    out += is_secret_param(query[i].first) ? "***" : percent_encode(query[i].second, "/:,");
+    out += redact && is_secret_param(query[i].first) ? "***" : percent_encode(query[i].second, "/:,");
   }
   return out;
 }

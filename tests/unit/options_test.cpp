@@ -255,6 +255,18 @@ TEST_F(Options, ConnectionGroupFillsConnectionOptions) {
   EXPECT_EQ(zero.error().code, Exit::usage);
 }
 
+TEST(Size, AcceptedAndRejectedForms) {
+  EXPECT_EQ(*parse_size("512"), 512u);
+  EXPECT_EQ(*parse_size("64K"), 64u << 10);
+  EXPECT_EQ(*parse_size("16MiB"), 16u << 20);
+  EXPECT_EQ(*parse_size("1g"), uint64_t{1} << 30);
+  for (const char* bad : {"", "M", "-1", "1.5G", "12X", "99999999999999999999", "20000000000T"}) {
+    auto n = parse_size(bad);
+    ASSERT_FALSE(n.ok()) << bad;
+    EXPECT_EQ(n.error().code, Exit::usage);
+  }
+}
+
 TEST(Duration, AcceptedForms) {
   using namespace std::chrono;
   EXPECT_EQ(*parse_duration("500ms"), milliseconds(500));

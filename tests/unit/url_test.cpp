@@ -116,6 +116,14 @@ TEST(Url, RedactedHidesPasswordAndSecretParams) {
   EXPECT_EQ(r.find("hunter2"), std::string::npos);
 }
 
+TEST(Url, TextKeepsThePasswordForClientLibraries) {
+  Url u = parse_ok("http://us%40er:p%40ss:w@h:8080/p?token=t&a=b");
+  EXPECT_EQ(u.text(), "http://us%40er:p%40ss%3Aw@h:8080/p?token=t&a=b");
+  Url back = parse_ok(u.text());
+  EXPECT_EQ(back.password, "p@ss:w");
+  EXPECT_EQ(back.user, "us@er");
+}
+
 TEST(Url, RedactedParsesBackToTheSameUrl) {
   for (std::string_view text :
        {"amqp://u%3Ax@h/%2f?queue=a%26b", "kafka://[::1]:1,b:2/t?x=1,2", "file:a%20b/c",

@@ -33,6 +33,18 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 /// Boost.Program_options hook so that options can be typed Duration.
 void validate(boost::any& out, const std::vector<std::string>& values, Duration*, int);
 
+/// A size in bytes on the command line: "512", "64K", "16M", "1G" (powers of 1024; "MiB"
+/// and "MB" are read the same). Bind options to it with po::value<ByteSize>(&config.max).
+struct ByteSize {
+  uint64_t bytes = 0;
+};
+
+/// Parses a size; errors (Exit::usage) say which forms are accepted.
+Result<uint64_t> parse_size(std::string_view text);
+
+/// Boost.Program_options hook so that options can be typed ByteSize.
+void validate(boost::any& out, const std::vector<std::string>& values, ByteSize*, int);
+
 /// The six commands; each may have its own section in a shared config file.
 inline constexpr const char* kCommandNames[] = {"sensor-push", "db-backup",  "proxy-check",
                                                 "shard-route", "race-probe", "queue-relay"};

@@ -41,7 +41,12 @@ struct Url {
   uint16_t port_or_default(size_t i = 0) const;
 
   /// The URL as text with the password replaced by "***": safe for logs and errors.
-  std::string redacted() const;
+  std::string redacted() const { return format(true); }
+  /// The URL as text, password included: only for handing to a client library.
+  std::string text() const { return format(false); }
+
+ private:
+  std::string format(bool redact) const;
 };
 
 /// Parses `text`. Errors (Exit::usage) name what is wrong and never contain the password.
