@@ -56,8 +56,8 @@ Result<std::optional<std::string_view>> LineReader::next() {
   };
   size_t scanned = start_;  // bytes before this index hold no newline
   while (true) {
-    const char* nl = static_cast<const char*>(
-        std::memchr(buf_.data() + scanned, '\n', end_ - scanned));
+    const char* nl =
+        static_cast<const char*>(std::memchr(buf_.data() + scanned, '\n', end_ - scanned));
     if (nl != nullptr) {
       size_t at = static_cast<size_t>(nl - buf_.data());
       if (at - start_ > max_line_) return too_long();
@@ -108,6 +108,9 @@ Result<bool> JsonLinesReader::next(JsonDocument& doc) {
     if (!*line) return false;
     std::string_view text = **line;
     if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
+    // A reused Document keeps every earlier line's values in its pool until cleared.
+    doc.SetNull();
+    doc.GetAllocator().Clear();
     doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
     std::string where = lines_.name() + ":" + std::to_string(lines_.line_number());
     if (doc.HasParseError()) {
@@ -125,7 +128,9 @@ JsonLinesWriter::JsonLinesWriter(int fd, bool owns, std::string name, size_t buf
   buf_.reserve(limit_ + 4096);
 }
 
-JsonLinesWriter JsonLinesWriter::to_stdout() { return JsonLinesWriter(STDOUT_FILENO, false, "stdout"); }
+JsonLinesWriter JsonLinesWriter::to_stdout() {
+  return JsonLinesWriter(STDOUT_FILENO, false, "stdout");
+}
 
 JsonLinesWriter::JsonLinesWriter(JsonLinesWriter&& o) noexcept
     : fd_(o.fd_),
