@@ -1,0 +1,49 @@
+// open_sink(): one URL, one sink; and the {member} templates sinks share.
+#include "envkit/sinks.hpp"
+
+#include "sinks/sinks_internal.hpp"
+
+namespace envkit {
+
+Result<std::string> expand_template(std::string_view tmpl, const JsonValue& record) {
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  size_t i = 0;
+  while (i < tmpl.size()) {
+    size_t open = tmpl.find('{', i);
+    if (open == std::string_view::npos) {
+      out.append(tmpl.substr(i));
+      break;
+    }
+    size_t close = tmpl.find('}', open);
+    if (close == std::string_view::npos) {
+      return Error{Exit::usage, "template '" + std::string(tmpl) + "': '{' without '}'"};
+    }
+    out.append(tmpl.substr(i, open - i));
+    std::string_view member = tmpl.substr(open + 1, close - open - 1);
+    const JsonValue* v = find_member(record, member);
+    if (v == nullptr || v->IsNull()) {
+      return Error{Exit::data, "the record has no '" + std::string(member) + "' for the key template"};
+    }
+    if (v->IsString()) out.append(v->GetString(), v->GetStringLength());
+    else out.append(to_json(*v));
+    i = close + 1;
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Sink>> open_sink(std::string_view url_text, const SinkOptions& options) {
+  auto url = parse_url(url_text);
+  if (!url) return url.error();
+  if (url->is_stdio() || url->is_file()) return open_stream_sink(*url);
+  if (auto st = resolve_password(*url, {options.password_file, options.url_from_argv}); !st) {
+    return st.error();
+  }
+  const std::string& s = url->scheme;
+  if (s == "mysql") return open_mysql_sink(std::move(*url), options);
+  if (s == "redis") return open_redis_sink(std::move(*url), options);
+  if (s == "http" || s == "https") return open_http_sink(std::move(*url), options);
+  return Error{Exit::usage, url->redacted() + ": cannot write records to a " + s + ":// URL"};
+}
+
+}  // namespace envkit

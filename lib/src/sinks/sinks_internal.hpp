@@ -1,0 +1,15 @@
+// The per-scheme sink constructors behind open_sink(); not public API.
+#pragma once
+
+#include <memory>
+
+#include "envkit/sinks.hpp"
+
+namespace envkit {
+
+Result<std::unique_ptr<Sink>> open_mysql_sink(Url url, const SinkOptions& options);
+Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& options);
+Result<std::unique_ptr<Sink>> open_http_sink(Url url, const SinkOptions& options);
+Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url);
+
+}  // namespace envkit
