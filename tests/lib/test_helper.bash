@@ -1,0 +1,53 @@
+# Common setup every envkit Bats file loads: assertions, isolated HOME/TMPDIR, built commands on PATH, server harness.
+# shellcheck source-path=SCRIPTDIR
+#
+# Use from tests/bats/<name>.bats with `load ../lib/test_helper`. Bats sources the test file
+# (and so this helper) once for setup_file/teardown_file and once per test, so everything
+# here is safe to run many times, and cheap: it forks nothing when it can avoid it.
+
+_envkit_lib_dir=${BASH_SOURCE[0]%/*}
+[[ ${BASH_SOURCE[0]} == */* ]] || _envkit_lib_dir=.
+
+# ctest sets these; by hand, derive them from where this file lives.
+if [[ -z ${ENVKIT_SOURCE_DIR:-} ]]; then
+  ENVKIT_SOURCE_DIR=$(cd "$_envkit_lib_dir/../.." && pwd)
+fi
+: "${ENVKIT_BUILD_DIR:=$ENVKIT_SOURCE_DIR/build}"
+export ENVKIT_SOURCE_DIR ENVKIT_BUILD_DIR
+
+# The commands under test come from this build, never from an older install.
+if [[ -d $ENVKIT_BUILD_DIR/bin && :$PATH: != *":$ENVKIT_BUILD_DIR/bin:"* ]]; then
+  PATH=$ENVKIT_BUILD_DIR/bin:$PATH
+fi
+export PATH
+
+# bats-support, bats-assert and bats-file. Their load.bash files run `dirname` once per
+# source file, 18 forks for every test; their src/*.bash only define functions, so they are
+# sourced directly.
+_envkit_bats_libs=${ENVKIT_BATS_LIB_DIR:-/usr/lib/bats}
+for _envkit_lib in bats-support bats-assert bats-file; do
+  if [[ -d $_envkit_bats_libs/$_envkit_lib/src ]]; then
+    for _envkit_file in "$_envkit_bats_libs/$_envkit_lib"/src/*.bash; do
+      # shellcheck disable=SC1090
+      source "$_envkit_file"
+    done
+  else
+    load "$_envkit_bats_libs/$_envkit_lib/load"
+  fi
+done
+unset _envkit_bats_libs _envkit_lib _envkit_file
+
+# A test never reads the developer's dotfiles (~/.my.cnf, ~/.erlang.cookie, ~/.config) nor
+# leaves files in the shared /tmp. setup_file has no BATS_TEST_TMPDIR yet: it gets the
+# file's own directory.
+_envkit_isolated=${BATS_TEST_TMPDIR:-${BATS_FILE_TMPDIR:-}}
+if [[ -n $_envkit_isolated ]]; then
+  export HOME=$_envkit_isolated/home
+  export TMPDIR=$_envkit_isolated/tmp
+  [[ -d $HOME && -d $TMPDIR ]] || mkdir -p "$HOME" "$TMPDIR"
+fi
+unset _envkit_isolated
+
+# shellcheck source=servers.bash
+source "$_envkit_lib_dir/servers.bash"
+unset _envkit_lib_dir
