@@ -25,10 +25,12 @@ class FakeSink : public Sink {
   explicit FakeSink(std::shared_ptr<Log> log) : log_(std::move(log)) {}
 
   std::atomic<bool> down{false};
+  bool misconfigured = false;  // answers as refused credentials would
   std::set<std::string> reject, retry_once;
 
   std::string name() const override { return "fake://sink"; }
   Result<std::vector<Delivery>> write(std::span<const Record> batch) override {
+    if (misconfigured) return Error{Exit::config, "access denied"};
     if (down) return Error{Exit::unavailable, "fake sink is down"};
     std::vector<Delivery> out;
     std::lock_guard lock(log_->mutex);
@@ -99,6 +101,28 @@ TEST(SpooledSink, RetriedRecordsAreSpooledAndRejectedOnesCounted) {
   ASSERT_TRUE(s.drain().ok());
   EXPECT_EQ(s.spool_pending(), 0u);
   EXPECT_EQ(log->durable, (std::vector<std::string>{"r0", "r1", "r3", "r5", "r4"}));
+}
+
+// A sink that needs an operator stops the run, but first the records are kept: both the
+// batch that met the error and a later batch whose replay met it.
+TEST(SpooledSink, AMisconfiguredSinkStopsTheRunButKeepsEveryRecord) {
+  auto log = std::make_shared<FakeSink::Log>();
+  auto fake = std::make_unique<FakeSink>(log);
+  FakeSink* sink = fake.get();
+  sink->misconfigured = true;
+  SpooledSink s(std::move(fake), open_spool("operator"), 10);
+  auto first = s.deliver(records(0, 5));
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().code, Exit::config);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the back-off: replay is tried
+  auto second = s.deliver(records(5, 8));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(s.spool_pending(), 8u);
+  EXPECT_EQ(s.counters().lost, 0u);
+  sink->misconfigured = false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(s.drain().ok());
+  EXPECT_EQ(log->durable.size(), 8u);
 }
 
 TEST(SpooledSink, WithoutASpoolFailuresAreCountedLost) {

@@ -40,8 +40,10 @@ class SpooledSink {
   /// Delivers `records` in order: first replays the spool; if the spool still holds records
   /// (the sink is down), appends these behind them; else writes them and spools whatever the
   /// sink could not take. After a failure the sink is retried only once its back-off has
-  /// passed; meanwhile records go straight to the spool. Errors are only for the spool itself (full, I/O): then the records
-  /// not yet kept are counted lost and the caller should stop.
+  /// passed; meanwhile records go straight to the spool.
+  /// Errors mean the caller should stop: the spool failed (full, I/O; records not kept are
+  /// counted lost), or the sink failed in a way no wait mends (Exit::config: refused
+  /// credentials, a missing table or topic), after the records were kept.
   Status deliver(std::span<const Record> records);
 
   /// Replays the spool until it is empty or the sink fails again; returns at once if

@@ -9,6 +9,16 @@ namespace envkit {
 
 using namespace std::chrono;
 
+namespace {
+
+// Waiting does not mend these: refused credentials, a missing table, topic or exchange, a
+// URL the sink cannot use. The records are kept (or counted lost) and the run stops.
+bool needs_an_operator(const Error& e) {
+  return e.code == Exit::config || e.code == Exit::usage || e.code == Exit::software;
+}
+
+}  // namespace
+
 SpooledSink::SpooledSink(std::unique_ptr<Sink> sink, std::shared_ptr<SharedSpool> spool, size_t batch)
     : sink_(std::move(sink)), spool_(std::move(spool)), batch_(std::max<size_t>(1, batch)) {}
 
@@ -60,7 +70,9 @@ Status SpooledSink::write_now(std::span<const Record> records) {
     auto result = sink_->write(chunk);
     if (!result) {
       failed(result.error().message);
-      return keep(records.subspan(at), result.error().message);
+      if (auto st = keep(records.subspan(at), result.error().message); !st) return st;
+      if (needs_an_operator(result.error())) return result.error();
+      return {};
     }
     std::vector<Record> again;
     std::string why;
@@ -100,6 +112,7 @@ Status SpooledSink::drain() {
     auto result = sink_->write(oldest);
     if (!result) {
       failed(result.error().message);
+      if (needs_an_operator(result.error())) return result.error();
       return {};
     }
     // Consume up to the first record to retry; later ones come again and the sink's unique
@@ -127,7 +140,16 @@ Status SpooledSink::drain() {
 }
 
 Status SpooledSink::deliver(std::span<const Record> records) {
-  if (auto st = drain(); !st) return st;
+  if (auto st = drain(); !st) {
+    // These records must not vanish with the error: kept behind the others if the spool
+    // works (the sink needs an operator), counted lost if the spool itself failed.
+    if (needs_an_operator(st.error())) {
+      if (auto kept = keep(records, st.error().message); !kept) return kept;
+    } else {
+      counters_.lost += records.size();
+    }
+    return st;
+  }
   if (backing_off() || spool_pending() > 0) return keep(records, last_failure_);
   return write_now(records);
 }
