@@ -1,6 +1,7 @@
 // Unit tests for envkit/kafka.hpp against librdkafka's in-process mock cluster (loopback), and
 // LiveKafka* tests against a cluster given by ENVKIT_TEST_KAFKA_BOOTSTRAP.
 #include "envkit/kafka.hpp"
+#include "loopback.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -31,35 +32,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int16_t kProduceApiKey = 0;  // Kafka protocol ApiKey of Produce requests
 
-class LoopbackSocket {
- public:
-  explicit LoopbackSocket(bool listening) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-        (listening && ::listen(fd_, 16) != 0)) {
-      ADD_FAILURE() << "cannot set up a loopback socket";
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~LoopbackSocket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-uint16_t closed_port() {
-  LoopbackSocket s(false);
-  return s.port();
-}
+using test::closed_port;
+using test::LoopbackSocket;
 
 Url url_of(const std::string& text) {
   auto url = parse_url(text);

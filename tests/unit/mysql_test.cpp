@@ -1,5 +1,6 @@
 // Unit tests for envkit/mysql.hpp (loopback only), and Live* tests against a real server.
 #include "envkit/mysql.hpp"
+#include "loopback.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -17,40 +18,8 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-// A loopback socket bound to a free port. listen() makes the kernel accept connections
-// that nobody ever answers: a server that hangs.
-class LoopbackSocket {
- public:
-  explicit LoopbackSocket(bool listening) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-        (listening && ::listen(fd_, 16) != 0)) {
-      ADD_FAILURE() << "cannot set up a loopback socket";
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~LoopbackSocket() { close(); }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-// A port on which nothing listens: bound, then closed again.
-uint16_t closed_port() {
-  LoopbackSocket s(false);
-  return s.port();
-}
+using test::closed_port;
+using test::LoopbackSocket;
 
 Url mysql_url(uint16_t port, std::string password = "hunter2") {
   Url u;

@@ -1,5 +1,6 @@
 // Unit tests for envkit/redis.hpp (loopback only), and Live* tests against a real server.
 #include "envkit/redis.hpp"
+#include "loopback.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -17,37 +18,8 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-// A loopback socket bound to a free port. listen() makes the kernel accept connections
-// that nobody ever answers: a server (or a proxy without a backend) that hangs.
-class LoopbackSocket {
- public:
-  explicit LoopbackSocket(bool listening) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-        (listening && ::listen(fd_, 16) != 0)) {
-      ADD_FAILURE() << "cannot set up a loopback socket";
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~LoopbackSocket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-uint16_t closed_port() {
-  LoopbackSocket s(false);
-  return s.port();
-}
+using test::closed_port;
+using test::LoopbackSocket;
 
 Url redis_url(uint16_t port) {
   Url u;
