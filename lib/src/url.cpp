@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 
@@ -186,10 +187,17 @@ Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string
   return out;
 }
 
+// Any parameter whose name says it holds a secret, including pass-through settings such as
+// kafka's ?X.sasl.password= or ?X.ssl.key.password=.
 bool is_secret_param(std::string_view key) {
-  static constexpr std::array<std::string_view, 8> kSecret{
-      "password", "pass", "pwd", "secret", "token", "api-key", "apikey", "auth"};
-  return std::find(kSecret.begin(), kSecret.end(), key) != kSecret.end();
+  std::string k(key);
+  for (char& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static constexpr std::array<std::string_view, 7> kWords{"pass", "pwd", "secret", "token",
+                                                          "apikey", "api-key", "api_key"};
+  for (auto w : kWords) {
+    if (k.find(w) != std::string::npos) return true;
+  }
+  return k == "auth" || k.ends_with(".pem") || k.find("oauthbearer") != std::string::npos;
 }
 
 Result<Url> parse_file_url(std::string_view rest) {

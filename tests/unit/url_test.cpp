@@ -116,6 +116,12 @@ TEST(Url, RedactedHidesPasswordAndSecretParams) {
   EXPECT_EQ(r.find("hunter2"), std::string::npos);
 }
 
+TEST(Url, RedactedMasksEveryParameterNamedLikeASecret) {
+  Url u = parse_ok("kafka://b:9092/t?X.sasl.password=p1&X.ssl.key.password=p2&api_key=k&Token=t&group=g");
+  EXPECT_EQ(u.redacted(),
+            "kafka://b:9092/t?X.sasl.password=***&X.ssl.key.password=***&api_key=***&Token=***&group=g");
+}
+
 TEST(Url, TextKeepsThePasswordForClientLibraries) {
   Url u = parse_ok("http://us%40er:p%40ss:w@h:8080/p?token=t&a=b");
   EXPECT_EQ(u.text(), "http://us%40er:p%40ss%3Aw@h:8080/p?token=t&a=b");
