@@ -148,6 +148,17 @@ wait_for_rows() {  # TABLE N SECONDS
   [[ $stderr == *"A: API error:"* ]]
 }
 
+@test "--every ticks on the clock's grid: whole seconds, one round a tick, none skipped" {
+  run --separate-stderr sensor-push --source sim --city Bogotá --every 1s --duration 3500ms --to -
+  assert_success
+  [ "${#lines[@]}" -ge 3 ]
+  times=$(printf '%s\n' "${lines[@]}" | grep -o '"observed_at":"[^"]*"' | cut -d'"' -f4)
+  # Every tick is a whole second (no milliseconds, so aligned), and consecutive ticks are 1 s apart.
+  ! grep -v -E 'T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' <<<"$times"
+  epochs=$(while read -r t; do date -u -d "$t" +%s; done <<<"$times")
+  [ "$(awk 'NR > 1 && $1 - prev != 1 {bad = 1} {prev = $1} END {print bad + 0}' <<<"$epochs")" -eq 0 ]
+}
+
 @test "bad input: a malformed cities file names file and line; bad URLs and lists are usage errors" {
   printf 'name,latitude,longitude\nBogotá,4.7\n' > "$BATS_TEST_TMPDIR/bad.csv"
   run -65 --separate-stderr sensor-push --cities-file "$BATS_TEST_TMPDIR/bad.csv" --once --to -
@@ -155,6 +166,8 @@ wait_for_rows() {  # TABLE N SECONDS
   run -66 --separate-stderr sensor-push --cities-file "$BATS_TEST_TMPDIR/none.csv" --once --to -
   run -64 --separate-stderr sensor-push --cities peru --once --to -
   [[ $stderr == *"unknown city list 'peru'"* ]]
+  run -64 --separate-stderr sensor-push --city Atlantis --once --to -
+  [[ $stderr == *"--city 'Atlantis': unknown city"* ]]
   run -64 --separate-stderr sensor-push --source sim --once --to 'mysql//nohost'
   [[ $stderr == *"invalid URL"* ]]
   run -64 --separate-stderr sensor-push --source sim --once --to 'redis://127.0.0.1/0'
@@ -174,6 +187,20 @@ wait_for_rows() {  # TABLE N SECONDS
   # Times are stored as UTC; a reader in Bogotá sees its own time through CONVERT_TZ.
   run sql "SELECT DATE_FORMAT(CONVERT_TZ(observed_at,'+00:00','America/Bogota'),'%H:%i') FROM $table WHERE city='Bogotá'"
   assert_output "11:45"
+}
+
+@test "a database running in America/Bogota stores the same instant; its readers see local time" {
+  BOGOTA_EXTRA_CONF="default-time-zone=America/Bogota" start_mariadb bogota
+  run mariadb_for bogota -N -e "SELECT @@global.time_zone"
+  assert_output "America/Bogota"
+  export MYSQL_PWD=$BOGOTA_PASSWORD
+  run --separate-stderr sensor-push --api-url "$OPENMETEO_URL" --city Bogotá --once \
+    --to "mysql://envkit@127.0.0.1:$BOGOTA_PORT/envkit?table=readings&create=true"
+  assert_success
+  # Open-Meteo said 16:45 UTC (11:45 in Bogotá). Stored as UTC, whatever the server's zone.
+  run mariadb_for bogota -N envkit -e "SELECT observed_at, CONVERT_TZ(observed_at, '+00:00', @@time_zone) FROM readings"
+  assert_output $'2026-11-22 16:45:00.000\t2026-11-22 11:45:00.000'
+  stop_mariadb bogota
 }
 
 @test "into MariaDB through the nginx stream proxy" {
@@ -284,6 +311,19 @@ wait_for_rows() {  # TABLE N SECONDS
   assert_output "Bogotá"
   ttl=$(redis-cli -p "$REDIS_PORT" TTL "weather:Medellín")
   ((ttl > 0 && ttl <= 300))
+}
+
+@test "into Redis: a stream capped by maxlen, a list, and plain strings keyed by id" {
+  run --separate-stderr sensor-push --source sim --count 60 --to "$REDIS_URL?key=readings:stream&type=stream&maxlen=1000" \
+    --to "$REDIS_URL?key=readings:{city}:list&type=list&ttl=60" --to "$REDIS_URL?key=reading:{id}"
+  assert_success
+  [ "$(redis-cli -p "$REDIS_PORT" XLEN readings:stream)" -eq 60 ]
+  run redis-cli -p "$REDIS_PORT" XRANGE readings:stream - + COUNT 1
+  assert_output --partial "city"
+  [ "$(redis-cli -p "$REDIS_PORT" LLEN "readings:Cali:list")" -eq 3 ]
+  [ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'reading:*' | wc -l)" -eq 60 ]
+  run redis-cli -p "$REDIS_PORT" GET "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'reading:Pasto@*' | head -n 1)"
+  assert_output --partial '"city":"Pasto"'
 }
 
 @test "into an HTTP receiver, batched and one per request; a receiver failing at first is retried" {

@@ -49,7 +49,13 @@ TEST(Cities, CitySpecs) {
   EXPECT_EQ(c->name, "San Andrés");
   EXPECT_DOUBLE_EQ(c->latitude, 12.58);
   EXPECT_DOUBLE_EQ(c->elevation, 5);
-  for (const char* bad : {"Bogotá", "Bogotá:4.7", "Bogotá:x:1", "Bogotá:91:0", "Bogotá:4:181", ":1:2", "a:1:2:3:4"}) {
+  auto known = parse_city_spec("Chinautla");
+  ASSERT_TRUE(known.ok());
+  EXPECT_DOUBLE_EQ(known->latitude, 14.7089);
+  auto unknown = parse_city_spec("Atlantis");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("--city 'Atlantis': unknown city"), std::string::npos);
+  for (const char* bad : {"Bogota", "Bogotá:4.7", "Bogotá:x:1", "Bogotá:91:0", "Bogotá:4:181", ":1:2", "a:1:2:3:4"}) {
     auto r = parse_city_spec(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, Exit::usage) << bad;

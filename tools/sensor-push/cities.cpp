@@ -215,6 +215,16 @@ Status validate_city(const City& c, const std::string& where) {
 
 Result<City> parse_city_spec(std::string_view spec) {
   std::string where = "--city '" + std::string(spec) + "'";
+  if (spec.find(':') == std::string_view::npos) {
+    // A bare name picks a city from the built-in lists.
+    for (const auto* list : {&kColombia, &kGuatemala}) {
+      for (const auto& c : *list) {
+        if (c.name == spec) return c;
+      }
+    }
+    return Error{Exit::usage, where + ": unknown city (not in the built-in lists " + builtin_city_lists() +
+                                  "); give NAME:LAT:LON"};
+  }
   std::vector<std::string_view> parts;
   size_t start = 0;
   while (true) {

@@ -23,8 +23,8 @@ envkit::Result<std::vector<City>> builtin_cities(std::string_view list);
 /// Names of the built-in lists, for --help and errors.
 std::string builtin_city_lists();
 
-/// Parses "NAME:LAT:LON" or "NAME:LAT:LON:ELEVATION" (--city). Names may hold spaces and
-/// accents but no ':'.
+/// Parses "NAME:LAT:LON" or "NAME:LAT:LON:ELEVATION" (--city), or a bare NAME from the
+/// built-in lists ("Chinautla"). Names may hold spaces and accents but no ':'.
 envkit::Result<City> parse_city_spec(std::string_view spec);
 
 /// Loads a cities file: YAML (a list of {name, latitude, longitude, elevation?}; lat/lon also

@@ -84,7 +84,8 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("cities", value(&c.city_list)->value_name("LIST"), "built-in city list: colombia (default) or guatemala")
       ("cities-file", value(&c.cities_file)->value_name("FILE"),
        "cities from a YAML or CSV file (name, latitude, longitude[, elevation])")
-      ("city", value(&c.city_specs)->value_name("NAME:LAT:LON"), "a city (repeatable); replaces the list")
+      ("city", value(&c.city_specs)->value_name("NAME[:LAT:LON]"),
+       "a city (repeatable; a bare name from the built-in lists); replaces the list")
       ("once", bool_switch(&c.once), "one reading per city, then exit (for cron; the default)")
       ("every", value(&c.every)->value_name("DUR"), "run as a daemon: a round every DUR, on the clock")
       ("count", value(&c.count)->value_name("N"), "stop after N readings")
