@@ -2,6 +2,7 @@
 #include "push.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -237,6 +238,7 @@ class Runner {
     if (!fatal_) {
       envkit::log_error(e.message);
       fatal_ = e;
+      stopping_ = true;
     }
   }
 
@@ -278,7 +280,7 @@ class Runner {
     auto deadline = c_.duration.value.count() > 0 ? start_ + c_.duration.value : steady_clock::time_point::max();
     SysMillis next = ceil<milliseconds>(system_clock::now());
     next = SysMillis((next.time_since_epoch() + period - milliseconds(1)) / period * period);
-    while (!envkit::stop_requested() && !fatal_ && remaining() > 0) {
+    while (!envkit::stop_requested() && !stopping_ && remaining() > 0) {
       if (!envkit::sleep_unless_stopped(next - system_clock::now())) break;
       if (steady_clock::now() >= deadline) break;
       one_round(next);
@@ -354,7 +356,7 @@ class Runner {
             behinds[w].record(duration_cast<microseconds>(picked - d.due));
             records.push_back(std::move(d.record));
           }
-          if (!fatal_) deliver(worker_sinks[w], records);
+          if (!stopping_) deliver(worker_sinks[w], records);
           auto done = steady_clock::now();
           for (const auto& d : batch) latencies[w].record(duration_cast<microseconds>(done - d.due));
           done_counts[w] += batch.size();
@@ -376,7 +378,7 @@ class Runner {
     const auto burst_t0 = floor<seconds>(system_clock::now());
     const size_t ncities = cities_.size();
     bool capped = false;
-    while (i < limit && !envkit::stop_requested() && !fatal_) {
+    while (i < limit && !envkit::stop_requested() && !stopping_) {
       auto next_due = due_of(i);
       if (next_due >= end) break;
       auto now = steady_clock::now();
@@ -438,7 +440,7 @@ class Runner {
   // Whatever is still spooled gets one last chance before the process ends.
   void finish() {
     for (auto& s : sinks_) {
-      if (fatal_) break;
+      if (stopping_) break;
       if (auto st = s.drain(); !st) record_fatal(st.error());
     }
     write_metrics();
@@ -582,7 +584,8 @@ class Runner {
   std::vector<envkit::SpooledSink> extra_sinks_;  // rate mode's other workers, for the totals
   std::optional<OpenMeteoSource> api_;
   std::mutex mutex_;
-  std::optional<Error> fatal_;
+  std::optional<Error> fatal_;          // the first error that stopped the run (under mutex_)
+  std::atomic<bool> stopping_{false};  // set with fatal_, read by every loop and worker
   steady_clock::time_point start_;
   uint64_t readings_ = 0, completed_ = 0, rounds_ = 0, fetch_failed_ = 0, api_calls_ = 0, api_retries_ = 0;
   Exit fetch_failure_ = Exit::ok;
