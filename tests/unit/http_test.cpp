@@ -140,13 +140,24 @@ class TestHttpServer {
     for (int peak = peak_; now > peak && !peak_.compare_exchange_weak(peak, now);) {
     }
     respond(fd, method, path, body, header("authorization"), header("user-agent"));
-    --in_flight_;
   }
 
   void respond(int fd, const std::string& method, const std::string& path, const std::string& body,
                const std::string& auth, const std::string& agent) {
+    // The request stops counting as in flight before its reply goes out: once the client
+    // has the reply it may start the next request, which must not overlap this one's count.
+    bool released = false;
+    auto release = [&] {
+      if (!released) --in_flight_;
+      released = true;
+    };
+    struct ReleaseOnReturn {
+      decltype(release)& f;
+      ~ReleaseOnReturn() { f(); }
+    } guard{release};
     auto reply = [&](int status, std::string_view reason, std::string_view text,
                      std::string_view extra = "") {
+      release();
       send_all(fd, "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
                        "\r\nContent-Length: " + std::to_string(text.size()) +
                        "\r\nContent-Type: text/plain\r\nX-Test: yes\r\nConnection: close\r\n" +
