@@ -33,7 +33,8 @@ const char* kAfter =
     "Exit status: 0 every reading reached every sink; 1 some readings failed (bad city, sink\n"
     "refused a record); 64 usage; 65 bad cities file or API data; 66 missing file; 69 a sink\n"
     "is unreachable and there is no spool; 74 spool or output I/O error, spool full;\n"
-    "75 readings left in the spool for the next run. See sensor-push(1).";
+    "75 readings left in the spool for the next run; 78 a sink refused the configuration\n"
+    "(credentials, missing table or topic), its readings kept in the spool. See sensor-push(1).";
 
 envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
   auto usage = [](std::string m) { return Error{Exit::usage, std::move(m)}; };
