@@ -244,23 +244,17 @@ class Runner {
 
   uint64_t remaining() const { return c_.count == 0 ? UINT64_MAX : c_.count - std::min(c_.count, readings_); }
 
-  // Delivers a round's records (or several rounds', in burst mode) and books the latency
-  // from when the first of them was made.
-  void deliver_rounds(std::vector<Record>& records, steady_clock::time_point begun) {
+  // One reading per city at time t, delivered to every sink.
+  void one_round(SysMillis t) {
+    auto begun = steady_clock::now();
+    auto records = make_records(t, static_cast<size_t>(std::min<uint64_t>(remaining(), SIZE_MAX)));
+    ++rounds_;
     if (!records.empty() && deliver(sinks_, records)) {
       auto took = duration_cast<microseconds>(steady_clock::now() - begun);
       for (size_t i = 0; i < records.size(); ++i) latency_.record(took);
     }
     completed_ += records.size();
-    records.clear();
     write_metrics();
-  }
-
-  void one_round(SysMillis t) {
-    auto begun = steady_clock::now();
-    auto records = make_records(t, static_cast<size_t>(std::min<uint64_t>(remaining(), SIZE_MAX)));
-    ++rounds_;
-    deliver_rounds(records, begun);
   }
 
   // --once, --every and the --count burst: rounds of one reading per city.

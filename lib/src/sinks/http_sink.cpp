@@ -66,30 +66,20 @@ class HttpSink : public Sink {
   size_t batch_, concurrency_;
 };
 
-Result<size_t> positive(const Url& url, const char* name, size_t fallback) {
-  auto v = url.param(name);
-  if (!v) return fallback;
-  char* end = nullptr;
-  long n = std::strtol(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0' || n < 1 || n > 1000000) {
-    return Error{Exit::usage, url.redacted() + ": " + name + " must be a whole number from 1 to 1000000"};
-  }
-  return static_cast<size_t>(n);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Sink>> open_http_sink(Url url, const SinkOptions& options) {
-  auto batch = positive(url, "batch", 100);
+  auto batch = int_param(url, "batch", 100, 1, 1000000);
   if (!batch) return batch.error();
-  auto concurrency = positive(url, "concurrency", 4);
+  auto concurrency = int_param(url, "concurrency", 4, 1, 1000000);
   if (!concurrency) return concurrency.error();
   // The request goes to the URL as written minus envkit's own parameters.
   Url target = url;
   std::erase_if(target.query, [](const auto& kv) { return kv.first == "batch" || kv.first == "concurrency"; });
   auto client = HttpClient::create(options.connection);
   if (!client) return client.error();
-  return std::unique_ptr<Sink>(new HttpSink(std::move(url), target.text(), std::move(*client), *batch, *concurrency));
+  return std::unique_ptr<Sink>(new HttpSink(std::move(url), target.text(), std::move(*client),
+                                            static_cast<size_t>(*batch), static_cast<size_t>(*concurrency)));
 }
 
 }  // namespace envkit

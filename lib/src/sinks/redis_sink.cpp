@@ -1,5 +1,7 @@
 // Redis sink: each record under a key made from a template, as a string, hash, list entry
 // or stream entry, with an optional TTL; one pipeline a batch.
+#include <climits>
+
 #include "envkit/redis.hpp"
 #include "sinks/sinks_internal.hpp"
 
@@ -122,17 +124,6 @@ class RedisSink : public Sink {
   std::unique_ptr<RedisConnection> conn_;
 };
 
-Result<long> non_negative(const Url& url, const char* name) {
-  auto v = url.param(name);
-  if (!v) return 0L;
-  char* end = nullptr;
-  long n = std::strtol(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0' || n < 0) {
-    return Error{Exit::usage, url.redacted() + ": " + name + " must be a whole number of 0 or more"};
-  }
-  return n;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& options) {
@@ -147,9 +138,9 @@ Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& option
   else if (t == "list") type = RedisType::list;
   else if (t == "stream") type = RedisType::stream;
   else return Error{Exit::usage, url.redacted() + ": type must be string, hash, list or stream"};
-  auto ttl = non_negative(url, "ttl");
+  auto ttl = int_param(url, "ttl", 0, 0, LONG_MAX);
   if (!ttl) return ttl.error();
-  auto maxlen = non_negative(url, "maxlen");
+  auto maxlen = int_param(url, "maxlen", 0, 0, LONG_MAX);
   if (!maxlen) return maxlen.error();
   std::string k = *key;
   return std::unique_ptr<Sink>(new RedisSink(std::move(url), options, k, type, *ttl, *maxlen));

@@ -1,6 +1,9 @@
 // open_sink(): one URL, one sink; and the {member} templates sinks share.
 #include "envkit/sinks.hpp"
 
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <functional>
 
 #include "envkit/amqp.hpp"
@@ -34,6 +37,20 @@ class LazySink : public Sink {
 };
 
 }  // namespace
+
+Result<long> int_param(const Url& url, const char* name, long fallback, long min, long max) {
+  auto v = url.param(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || errno != 0 || n < min || n > max) {
+    std::string range = max == LONG_MAX ? " of " + std::to_string(min) + " or more"
+                                        : " from " + std::to_string(min) + " to " + std::to_string(max);
+    return Error{Exit::usage, url.redacted() + ": " + name + " must be a whole number" + range};
+  }
+  return n;
+}
 
 Result<std::string> expand_template(std::string_view tmpl, const JsonValue& record) {
   std::string out;
