@@ -95,12 +95,6 @@ Exit reply_exit(uint16_t code) {
   }
 }
 
-std::optional<bool> parse_bool(const std::optional<std::string>& v) {
-  if (!v) return std::nullopt;
-  if (*v == "true" || *v == "1" || *v == "yes" || v->empty()) return true;
-  if (*v == "false" || *v == "0" || *v == "no") return false;
-  return std::nullopt;
-}
 
 template <class Int>
 std::optional<Int> parse_int(std::string_view text) {
@@ -291,24 +285,9 @@ Result<AmqpSettings> amqp_settings(const Url& url, const ConnectionOptions& opti
   }
 
   // ?tls=...&tls-ca=... override the command-wide TLS options for this endpoint.
-  s.tls = options.tls;
-  for (const char* key : {"tls", "tls-insecure"}) {
-    auto v = url.param(key);
-    if (v && !parse_bool(v)) return bad(std::string("bad ") + key + "=" + *v + " (true or false)");
-  }
-  if (url.scheme == "amqps") s.tls.enabled = true;
-  if (auto v = parse_bool(url.param("tls"))) s.tls.enabled = *v;
-  if (auto v = parse_bool(url.param("tls-insecure"))) s.tls.verify = !*v;
-  if (auto v = url.param("tls-ca")) s.tls.ca_file = *v;
-  if (auto v = url.param("tls-cert")) s.tls.cert_file = *v;
-  if (auto v = url.param("tls-key")) s.tls.key_file = *v;
-  if (auto v = url.param("tls-server-name")) s.tls.server_name = *v;
-  if (!s.tls.ca_file.empty() || !s.tls.cert_file.empty() || !s.tls.key_file.empty()) {
-    s.tls.enabled = true;
-  }
-  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
-    return bad("a client certificate needs both tls-cert and tls-key");
-  }
+  auto tls = tls_options_from_url(url, options.tls);
+  if (!tls) return tls.error();
+  s.tls = *tls;
   return s;
 }
 

@@ -27,32 +27,9 @@ unsigned int whole_seconds(std::chrono::milliseconds ms) {
   return static_cast<unsigned int>(s < 1 ? 1 : s);
 }
 
-std::optional<bool> parse_bool(const std::optional<std::string>& v) {
-  if (!v) return std::nullopt;
-  if (*v == "true" || *v == "1" || *v == "yes" || v->empty()) return true;
-  if (*v == "false" || *v == "0" || *v == "no") return false;
-  return std::nullopt;
-}
 
 // ?tls=...&tls-ca=... in the URL override the command-wide TLS options for this endpoint.
-Result<TlsOptions> tls_for(const Url& url, TlsOptions tls) {
-  for (const char* key : {"tls", "tls-insecure"}) {
-    auto v = url.param(key);
-    if (v && !parse_bool(v)) {
-      return Error{Exit::usage, std::string("bad URL parameter ") + key + "=" + *v + " in " +
-                                    url.redacted() + ": expected true or false"};
-    }
-  }
-  if (auto v = parse_bool(url.param("tls"))) tls.enabled = *v;
-  if (auto v = parse_bool(url.param("tls-insecure"))) tls.verify = !*v;
-  if (auto v = url.param("tls-ca")) tls.ca_file = *v;
-  if (auto v = url.param("tls-cert")) tls.cert_file = *v;
-  if (auto v = url.param("tls-key")) tls.key_file = *v;
-  if (auto v = url.param("tls-server-name")) tls.server_name = *v;
-  // A client certificate or CA only makes sense over TLS: asking for one asks for TLS.
-  if (!tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty()) tls.enabled = true;
-  return tls;
-}
+Result<TlsOptions> tls_for(const Url& url, TlsOptions tls) { return tls_options_from_url(url, std::move(tls)); }
 
 // "Unknown column 'x' (MySQL error 1054)": the number is what the manuals index.
 std::string describe(MYSQL* mysql) {

@@ -214,6 +214,7 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
 
   po::options_description all;
   all.add(own_);
+  all.add(hidden_);
   if (has_connection_) all.add(connection_);
   all.add(common_);
 

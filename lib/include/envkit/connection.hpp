@@ -4,6 +4,9 @@
 #include <chrono>
 #include <string>
 
+#include "envkit/result.hpp"
+#include "envkit/url.hpp"
+
 namespace envkit {
 
 /// TLS settings for a connection. Also settable per URL: ?tls=true&tls-ca=FILE&...
@@ -22,5 +25,12 @@ struct ConnectionOptions {
   std::chrono::milliseconds io_timeout{30000};      ///< --timeout: one read or write
   TlsOptions tls;
 };
+
+/// `base` with the URL's TLS parameters applied: ?tls=true|false, tls-insecure=true|false,
+/// tls-ca=FILE, tls-cert=FILE, tls-key=FILE, tls-server-name=NAME. The schemes https, tls,
+/// rediss, amqps and mysqls imply TLS; a CA, certificate or key asks for TLS too unless the
+/// URL says tls=false. Errors
+/// (Exit::usage) name the bad parameter and the redacted URL.
+Result<TlsOptions> tls_options_from_url(const Url& url, TlsOptions base);
 
 }  // namespace envkit

@@ -76,7 +76,12 @@ class OptionParser {
   /// --tls-insecure, --tls-server-name and --password-file, written into the given fields.
   void add_connection_options(ConnectionOptions& out, std::optional<std::string>& password_file);
 
-  /// Declares a positional argument (max_count -1 for any number); it must also be an option.
+  /// Options that parse like any other but stay out of --help: the names positional
+  /// arguments are bound to, which the usage line already shows.
+  po::options_description& hidden_options() { return hidden_; }
+
+  /// Declares a positional argument (max_count -1 for any number); it must also be an option
+  /// (usually a hidden one).
   void positional(const std::string& name, int max_count);
 
   /// Lets the YAML config file carry a structured section that the command reads itself
@@ -103,6 +108,7 @@ class OptionParser {
 
   CommandInfo info_;
   po::options_description own_;
+  po::options_description hidden_;
   po::options_description connection_;
   po::options_description common_;
   po::positional_options_description positional_;
