@@ -1,4 +1,4 @@
-# Starts and stops real servers (MariaDB, Redis, RabbitMQ, nginx stream, Kafka mock) on loopback for the Bats tests.
+# Starts and stops real servers (MariaDB, Redis, RabbitMQ, nginx stream, Kafka mock, MongoDB test server) on loopback for the Bats tests.
 #
 # Sourced by tests/lib/test_helper.bash. Every server runs in its own directory under
 # $ENVKIT_SERVERS_DIR, in its own session (setsid), with a pid file and one log, and every
@@ -13,7 +13,9 @@
 #   start_mariadb [NAME]              <P>_HOST _PORT _SOCKET _USER _PASSWORD _DATABASE _URL
 #                                     _DATADIR _CLIENT; extra my.cnf lines from
 #                                     <P>_EXTRA_CONF, else MARIADB_EXTRA_CONF. A NAME that
-#                                     was stopped comes back with its data and port.
+#                                     was stopped comes back with its data and port. With
+#                                     skip-networking among the extra lines, <P>_PORT is
+#                                     "none" and <P>_URL names the socket.
 #   stop_mariadb | kill_mariadb | destroy_mariadb [NAME]   mariadb_for [NAME] ARGS...
 #   start_redis [NAME]                <P>_HOST _PORT _SOCKET _URL _CLI; <P>_EXTRA_CONF or
 #                                     REDIS_EXTRA_CONF lines appended to redis.conf
@@ -27,6 +29,22 @@
 #   start_kafka_mock [NAME] [BROKERS] [TOPIC[:PARTITIONS]]...   <P>_BOOTSTRAP _URL
 #                                     (the first argument is a NAME unless it is a number)
 #   stop_kafka_mock [NAME]
+#   start_mongo [NAME] [--replica-set RS] [--state primary|secondary|startup] [--member H:P]...
+#               [--primary H:P] [--no-snapshot]
+#                                     <P>_HOST _PORT _URL _LOG _TEST_SERVER: the project's
+#                                     MongoDB wire-protocol server (tests/lib/mongo_server.py,
+#                                     read its banner for what it does and does not do).
+#                                     _URL is mongodb://127.0.0.1:PORT, plus /?replicaSet=RS
+#                                     with --replica-set; _LOG has one line per request (op,
+#                                     db, command). ENVKIT_MONGO_URL_<P>, else ENVKIT_MONGO_URL,
+#                                     names a real mongod to use instead (then _TEST_SERVER=0,
+#                                     _LOG empty); ENVKIT_MONGO_PYTHON the python3 with bson.
+#   stop_mongo [NAME]                 mongo_command [NAME] DB JSON: one command through
+#                                     pymongo, reply as canonical Extended JSON on stdout;
+#                                     e.g. mongo_command rsa admin '{"envkitSetState": "secondary"}'
+#   start_hostile_server NAME MODE [--cert F --key F]   <P>_HOST _PORT: tests/lib/hostile_server.py
+#                                     (silent, garbage, close-mid-handshake, huge, slow-drip,
+#                                     http), TLS with --cert/--key; stop_hostile_server NAME
 #   stop_all_servers                  for teardown_file; non-zero if anything survived
 # A start of a NAME that is already running waits until it answers and exports its
 # variables again: so a slow start (RabbitMQ) can run in a background job while others
@@ -416,8 +434,20 @@ _servers_mariadb_ping() {
   _servers_mariadb_client "$1" --connect-timeout=2 -e 'SELECT 1'
 }
 
+# PORT "none": the server was started with skip-networking and answers on its socket only.
 _servers_mariadb_ready() {
-  _servers_listening "$2" && _servers_mariadb_ping "$1"
+  if [[ $2 != none ]]; then _servers_listening "$2" || return 1; fi
+  _servers_mariadb_ping "$1"
+}
+
+# Prints "none" when the extra my.cnf lines turn TCP off, else the port.
+_servers_mariadb_tcp_port() {
+  local extra=$1 port=$2
+  if [[ $'\n'$extra =~ $'\n'[[:space:]]*skip[-_]networking[[:space:]]*($'\n'|$) ]]; then
+    printf 'none\n'
+  else
+    printf '%s\n' "$port"
+  fi
 }
 
 # Prints the path of the cached, initialised data directory, building it once.
@@ -503,11 +533,15 @@ _servers_mariadb_export() {
   local p=$1 dir=$2 port=$3 sock=$4
   export "${p}_HOST=127.0.0.1"
   export "${p}_PORT=$port"
+  if [[ $port == none ]]; then
+    export "${p}_URL=mysql://envkit@localhost/envkit?socket=$sock"
+  else
+    export "${p}_URL=mysql://envkit@127.0.0.1:$port/envkit"
+  fi
   export "${p}_SOCKET=$sock"
   export "${p}_USER=envkit"
   export "${p}_PASSWORD=$_SERVERS_PASSWORD"
   export "${p}_DATABASE=envkit"
-  export "${p}_URL=mysql://envkit@127.0.0.1:$port/envkit"
   export "${p}_DATADIR=$dir/data"
   export "${p}_CLIENT=mariadb --no-defaults --protocol=socket --socket=$sock --user=root --default-character-set=utf8mb4"
 }
@@ -523,14 +557,16 @@ start_mariadb() {
   local sock=$sockdir/mariadb.$name/mysqld.sock log=$dir/server.log
   mkdir -p "$dir/tmp" || return 1
 
-  local pid
+  local pid extra tcp_port
+  extra=$(_servers_extra_conf "$p" MARIADB_EXTRA_CONF)
   pid=$(_servers_read_pid "$dir/pid")
   if [[ -n $pid ]] && _servers_group_alive "$pid"; then
     # Already running (started in setup_file, or still starting in a background job):
     # hand out its variables again once it answers.
+    tcp_port=$(_servers_mariadb_tcp_port "$extra" "$(<"$dir/port")")
     _servers_await start_mariadb "mariadbd '$name'" "$pid" "$(_servers_timeout 60)" "$log" \
-      _servers_mariadb_ready "$sock" "$(<"$dir/port")" || return 1
-    _servers_mariadb_export "$p" "$dir" "$(<"$dir/port")" "$sock"
+      _servers_mariadb_ready "$sock" "$tcp_port" || return 1
+    _servers_mariadb_export "$p" "$dir" "$tcp_port" "$sock"
     return 0
   fi
 
@@ -544,17 +580,17 @@ start_mariadb() {
     fi
   fi
 
-  local extra attempt port
-  extra=$(_servers_extra_conf "$p" MARIADB_EXTRA_CONF)
+  local attempt port
   for attempt in 1 2 3; do
     port=$(_servers_port_for "$dir/port") || return 1
+    tcp_port=$(_servers_mariadb_tcp_port "$extra" "$port")
     _servers_mariadb_conf "$dir" "$port" "$sock" "$extra" >"$dir/my.cnf"
     : >"$log"
     _servers_spawn "$dir/pid" /dev/null "$log" "$log" mariadbd --defaults-file="$dir/my.cnf" || return 1
     pid=$(_servers_read_pid "$dir/pid")
     if _servers_await start_mariadb "mariadbd '$name' on port $port" "$pid" "$(_servers_timeout 60)" "$log" \
-      _servers_mariadb_ready "$sock" "$port" 2>"$dir/start.err"; then
-      _servers_mariadb_export "$p" "$dir" "$port" "$sock"
+      _servers_mariadb_ready "$sock" "$tcp_port" 2>"$dir/start.err"; then
+      _servers_mariadb_export "$p" "$dir" "$tcp_port" "$sock"
       return 0
     fi
     _servers_stop_group start_mariadb "$pid" KILL 5 || true
@@ -1005,6 +1041,211 @@ stop_kafka_mock() {
   _servers_stop_group stop_kafka_mock "$(_servers_read_pid "$dir/pid")" TERM
 }
 
+# --- Hostile and fixture TCP servers (tests/lib/hostile_server.py) ------------------------
+
+# start_hostile_server NAME MODE [--cert FILE --key FILE]: a server that misbehaves on purpose
+# (silent, garbage, close-mid-handshake, huge, slow-drip) or serves small HTTP (http), over
+# TLS with --cert/--key. Exports <P>_PORT and <P>_HOST. A NAME started again restarts it
+# (same port when free), so a test can switch a name to another mode or certificate.
+start_hostile_server() {
+  if (($# < 2)); then
+    echo "start_hostile_server: error: usage: start_hostile_server NAME MODE [--cert FILE --key FILE]" >&2
+    return 1
+  fi
+  local name=$1 mode=$2
+  shift 2
+  _servers_check_name start_hostile_server "$name" || return 1
+  servers_init || return 1
+  local p dir pid port=0
+  p=$(_servers_prefix "$name")
+  dir=$ENVKIT_SERVERS_DIR/hostile.$name
+  mkdir -p "$dir" || return 1
+  pid=$(_servers_read_pid "$dir/pid")
+  if [[ -n $pid ]] && _servers_group_alive "$pid"; then
+    _servers_stop_group start_hostile_server "$pid" TERM 5 || return 1
+  fi
+  if [[ -s $dir/port ]] && ! _servers_listening "$(<"$dir/port")"; then
+    port=$(<"$dir/port")
+  fi
+  rm -f "$dir/port.now"
+  _servers_spawn "$dir/pid" /dev/null "$dir/server.log" "$dir/server.log" \
+    "${ENVKIT_PYTHON:-python3}" "$ENVKIT_SOURCE_DIR/tests/lib/hostile_server.py" --mode "$mode" --port "$port" \
+    --port-file "$dir/port.now" "$@" || return 1
+  pid=$(_servers_read_pid "$dir/pid")
+  _servers_await start_hostile_server "hostile server '$name'" "$pid" "$(_servers_timeout 20)" \
+    "$dir/server.log" test -s "$dir/port.now" || return 1
+  port=$(<"$dir/port.now")
+  printf '%s\n' "$port" >"$dir/port"
+  export "${p}_HOST=127.0.0.1"
+  export "${p}_PORT=$port"
+}
+
+stop_hostile_server() {
+  local name=$1
+  local dir=${ENVKIT_SERVERS_DIR:-/nonexistent}/hostile.$name
+  _servers_stop_group stop_hostile_server "$(_servers_read_pid "$dir/pid")" TERM 5
+}
+
+# --- MongoDB (tests/lib/mongo_server.py, the project's wire-protocol test server) -------
+
+# Debian's python3 has python3-bson; a python3 earlier on PATH (pyenv) may not.
+_servers_mongo_python() {
+  if [[ -n ${ENVKIT_MONGO_PYTHON:-} ]]; then
+    printf '%s\n' "$ENVKIT_MONGO_PYTHON"
+  elif [[ -x /usr/bin/python3 ]]; then
+    printf '%s\n' /usr/bin/python3
+  else
+    command -v python3
+  fi
+}
+
+_servers_mongo_script() {
+  printf '%s\n' "${ENVKIT_SOURCE_DIR:-${BASH_SOURCE[0]%/*}/../..}/tests/lib/mongo_server.py"
+}
+
+_servers_mongo_ready() {
+  local python=$1 script=$2 port=$3
+  _servers_listening "$port" && "$python" "$script" --probe "127.0.0.1:$port"
+}
+
+# start_mongo [NAME] [--replica-set RS] [--state primary|secondary|startup] [--member H:P]...
+#             [--primary H:P] [--no-snapshot]
+start_mongo() {
+  local name=mongo
+  if [[ $# -gt 0 && ${1:-} != --* ]]; then
+    name=$1
+    shift
+  fi
+  _servers_check_name start_mongo "$name" || return 1
+  local p rs='' arg
+  p=$(_servers_prefix "$name")
+  local -a args=()
+  while (($#)); do
+    arg=$1
+    case $arg in
+      --replica-set | --state | --member | --primary)
+        if (($# < 2)); then
+          echo "start_mongo: error: $arg needs a value" >&2
+          return 1
+        fi
+        [[ $arg == --replica-set ]] && rs=$2
+        args+=("$arg" "$2")
+        shift 2
+        ;;
+      --no-snapshot) args+=("$arg"); shift ;;
+      *)
+        echo "start_mongo: error: unknown option '$arg'" >&2
+        return 1
+        ;;
+    esac
+  done
+
+  # A real mongod given by the caller: every test runs against it instead.
+  local real_var=ENVKIT_MONGO_URL_$p
+  local real=${!real_var:-${ENVKIT_MONGO_URL:-}}
+  if [[ -n $real ]]; then
+    local hostport=${real#mongodb://}
+    hostport=${hostport#*@}
+    hostport=${hostport%%[/?,]*}
+    export "${p}_HOST=${hostport%:*}"
+    export "${p}_PORT=${hostport##*:}"
+    export "${p}_URL=$real"
+    export "${p}_LOG="
+    export "${p}_TEST_SERVER=0"
+    return 0
+  fi
+
+  servers_init || return 1
+  local dir=$ENVKIT_SERVERS_DIR/mongo.$name python script
+  local log=$dir/server.log
+  python=$(_servers_mongo_python) || return 1
+  script=$(_servers_mongo_script)
+  if ! "$python" -c 'import bson' 2>/dev/null; then
+    echo "start_mongo: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
+    return 1
+  fi
+  mkdir -p "$dir" || return 1
+
+  local pid port
+  pid=$(_servers_read_pid "$dir/pid")
+  if [[ -n $pid ]] && _servers_group_alive "$pid"; then
+    port=$(<"$dir/port")
+    rs=$(<"$dir/replica-set")
+    _servers_await start_mongo "mongo_server.py '$name'" "$pid" "$(_servers_timeout 30)" "$log" \
+      _servers_mongo_ready "$python" "$script" "$port" || return 1
+  else
+    local attempt started=0
+    printf '%s\n' "$rs" >"$dir/replica-set"
+    for attempt in 1 2 3; do
+      port=$(_servers_port_for "$dir/port") || return 1
+      : >"$log"
+      _servers_spawn "$dir/pid" /dev/null "$log" "$log" "$python" "$script" --host 127.0.0.1 \
+        --port "$port" --log "$dir/requests.log" "${args[@]}" || return 1
+      pid=$(_servers_read_pid "$dir/pid")
+      if _servers_await start_mongo "mongo_server.py '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" \
+        _servers_mongo_ready "$python" "$script" "$port" 2>"$dir/start.err"; then
+        started=1
+        break
+      fi
+      _servers_stop_group start_mongo "$pid" KILL 5 || true
+      if ((attempt < 3)) && _servers_port_taken "$log"; then
+        rm -f "$dir/port"
+        continue
+      fi
+      cat "$dir/start.err" >&2
+      return 1
+    done
+    ((started)) || return 1
+  fi
+  export "${p}_HOST=127.0.0.1"
+  export "${p}_PORT=$port"
+  if [[ -n $rs ]]; then
+    export "${p}_URL=mongodb://127.0.0.1:$port/?replicaSet=$rs"
+  else
+    export "${p}_URL=mongodb://127.0.0.1:$port"
+  fi
+  export "${p}_LOG=$dir/requests.log"
+  export "${p}_TEST_SERVER=1"
+}
+
+stop_mongo() {
+  local name=${1:-mongo}
+  local dir=${ENVKIT_SERVERS_DIR:-/nonexistent}/mongo.$name
+  _servers_stop_group stop_mongo "$(_servers_read_pid "$dir/pid")" TERM
+}
+
+# mongo_command [NAME] DB JSON: runs one command on NAME's server through pymongo and prints
+# the reply as canonical Extended JSON (for state switches and checks from Bats).
+mongo_command() {
+  local name
+  name=$(_servers_name_or_default mongo mongo "${1:-}")
+  if [[ $name == "${1:-}" ]]; then shift; fi
+  local p url_var
+  p=$(_servers_prefix "$name")
+  url_var=${p}_URL
+  if [[ -z ${!url_var:-} ]]; then
+    echo "mongo_command: error: $url_var is not set (start_mongo $name first)" >&2
+    return 1
+  fi
+  "$(_servers_mongo_python)" - "${!url_var}" "$@" <<'PY'
+import sys
+import pymongo
+from bson import json_util
+from bson.son import SON
+url, db, command = sys.argv[1], sys.argv[2], sys.argv[3]
+opts = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, document_class=SON)
+client = pymongo.MongoClient(url, directConnection=True, serverSelectionTimeoutMS=5000,
+                             connectTimeoutMS=3000, socketTimeoutMS=10000)
+try:
+    reply = client[db].command(json_util.loads(command, json_options=opts),
+                               read_preference=pymongo.ReadPreference.PRIMARY_PREFERRED)
+except pymongo.errors.PyMongoError as e:
+    print("mongo_command: error: %s" % e, file=sys.stderr)
+    sys.exit(1)
+print(json_util.dumps(reply, json_options=opts))
+PY
+}
+
 # --- all --------------------------------------------------------------------------------
 
 stop_all_servers() {
@@ -1018,7 +1259,7 @@ stop_all_servers() {
     base=${dir%/}
     stop_nginx "${base#*/nginx.}" || status=1
   done
-  for kind in kafka redis rabbitmq mariadb; do
+  for kind in kafka redis rabbitmq mariadb mongo hostile; do
     for dir in "$ENVKIT_SERVERS_DIR/$kind".*/; do
       [[ -d $dir ]] || continue
       base=${dir%/}
@@ -1029,6 +1270,8 @@ stop_all_servers() {
         redis) stop_redis "$name" & ;;
         rabbitmq) stop_rabbitmq "$name" & ;;
         mariadb) stop_mariadb "$name" & ;;
+        mongo) stop_mongo "$name" & ;;
+        hostile) stop_hostile_server "$name" & ;;
       esac
       jobs+=("$!")
     done
