@@ -1,0 +1,23 @@
+// db-backup: consistent, streaming, verified database backups to JSON Lines; restore, verify,
+// diff, list, prune.
+#include <iostream>
+
+#include "db_backup_config.hpp"
+#include "db_backup_run.hpp"
+#include "envkit/log.hpp"
+#include "envkit/signals.hpp"
+
+int main(int argc, char** argv) {
+  envkit::install_stop_handlers();
+  try {
+    db_backup::Config config;
+    auto parsed = db_backup::parse_options(argc, argv, config, std::cout);
+    if (!parsed) return envkit::report(parsed.error());
+    if (*parsed == envkit::ParseOutcome::exit_now) return 0;
+    auto status = db_backup::run(config);
+    if (!status) return envkit::report(status.error());
+    return envkit::to_int(*status);
+  } catch (const std::exception& e) {
+    return envkit::report({envkit::Exit::software, std::string("internal error: ") + e.what()});
+  }
+}
