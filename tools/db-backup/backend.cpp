@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -755,17 +756,18 @@ std::string base64_encode(std::string_view in) {
 }
 
 Result<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
+  // Each character's 6-bit value; -1 for a character outside the alphabet.
+  static constexpr auto kValue = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+    return t;
+  }();
+  auto val = [](char c) -> int { return kValue[static_cast<unsigned char>(c)]; };
   if (in.size() % 4 != 0) return Error{Exit::data, "invalid base64 (length)"};
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
+  std::string out(in.size() / 4 * 3, '\0');
+  char* p = out.data();
   for (size_t i = 0; i < in.size(); i += 4) {
     int a = val(in[i]), b = val(in[i + 1]);
     bool last = i + 4 == in.size();
@@ -775,10 +777,11 @@ Result<std::string> base64_decode(std::string_view in) {
       return Error{Exit::data, "invalid base64"};
     uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c < 0 ? 0 : c) << 6) |
                  uint32_t(d < 0 ? 0 : d);
-    out += char(v >> 16);
-    if (c >= 0) out += char((v >> 8) & 255);
-    if (d >= 0) out += char(v & 255);
+    *p++ = char(v >> 16);
+    if (c >= 0) *p++ = char((v >> 8) & 255);
+    if (d >= 0) *p++ = char(v & 255);
   }
+  out.resize(static_cast<size_t>(p - out.data()));
   return out;
 }
 

@@ -158,7 +158,7 @@ char* put(char* p, std::string_view s) {
 class KeyPositions : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, KeyPositions> {
  public:
   std::vector<std::pair<std::string, size_t>> keys;  // name, offset of its opening quote
-  void reset(const rapidjson::StringStream& stream) {
+  void reset(rapidjson::InsituStringStream& stream) {
     stream_ = &stream;
     depth_ = 0;
   }
@@ -173,20 +173,24 @@ class KeyPositions : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, KeyP
   bool EndArray(rapidjson::SizeType) { return --depth_, true; }
 
  private:
-  const rapidjson::StringStream* stream_ = nullptr;
+  rapidjson::InsituStringStream* stream_ = nullptr;
   int depth_ = 0;
 };
 
-// Fills `out` with each top-level member's name and value text. `text` must be
-// null-terminated (a std::string's data).
-void member_spans(const std::string& text, KeyPositions& h,
+// Fills `out` with each top-level member's name and value text in `text`. `work` is a buffer
+// for an in-situ parse (strings are decoded where they lie, not copied out); positions in it
+// are positions in `text`.
+void member_spans(std::string_view text, std::string& work, KeyPositions& h,
                   std::vector<std::pair<std::string, std::string_view>>& out) {
   out.clear();
   h.keys.clear();
-  rapidjson::StringStream ss(text.c_str());
+  work.assign(text);
+  rapidjson::InsituStringStream ss(work.data());
   h.reset(ss);
   thread_local rapidjson::Reader reader;
-  if (reader.Parse<rapidjson::kParseFullPrecisionFlag>(ss, h).IsError()) return;
+  if (reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseInsituFlag>(ss, h)
+          .IsError())
+    return;
   size_t close = text.rfind('}');
   auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   for (size_t i = 0; i < h.keys.size(); ++i) {
@@ -196,7 +200,7 @@ void member_spans(const std::string& text, KeyPositions& h,
     while (p < text.size() && (is_space(text[p]) || text[p] == ':')) ++p;
     size_t end = i + 1 < h.keys.size() ? h.keys[i + 1].second : close;
     while (end > p && (is_space(text[end - 1]) || text[end - 1] == ',')) --end;
-    out.emplace_back(h.keys[i].first, std::string_view(text).substr(p, end - p));
+    out.emplace_back(h.keys[i].first, text.substr(p, end - p));
   }
 }
 
@@ -458,9 +462,7 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
       }
       case ColumnKind::json: {
         if (!spans_done) {
-          // The original text: `d` was parsed in place in its own copy.
-          b.spans_text.assign(json);
-          member_spans(b.spans_text, b.positions, b.spans);
+          member_spans(json, b.spans_text, b.positions, b.spans);
           spans_done = true;
         }
         auto it = std::find_if(b.spans.begin(), b.spans.end(),
