@@ -4,6 +4,7 @@
 // bounded by the deadline, and a hostile peer's frame sizes are checked before allocating.
 #include <cstring>
 
+#include "envkit/bytes.hpp"
 #include "probes.hpp"
 
 namespace proxy_check {
@@ -15,98 +16,66 @@ constexpr uint8_t kFrameMethod = 1;
 constexpr uint8_t kFrameHeartbeat = 8;
 constexpr uint8_t kFrameEnd = 0xCE;
 
+using envkit::ByteReader;
 using envkit::Error;
 using envkit::Exit;
+using envkit::append_u16be;
+using envkit::append_u32be;
 
-void put16(std::string& s, uint16_t v) {
-  s += static_cast<char>(v >> 8);
-  s += static_cast<char>(v & 0xff);
-}
-void put32(std::string& s, uint32_t v) {
-  put16(s, static_cast<uint16_t>(v >> 16));
-  put16(s, static_cast<uint16_t>(v & 0xffff));
-}
 void put_short(std::string& s, std::string_view v) {
   s += static_cast<char>(std::min<size_t>(v.size(), 255));
   s.append(v.substr(0, 255));
 }
 void put_long(std::string& s, std::string_view v) {
-  put32(s, static_cast<uint32_t>(v.size()));
+  append_u32be(s, static_cast<uint32_t>(v.size()));
   s.append(v);
 }
 
 std::string method_frame(uint16_t cls, uint16_t method, std::string_view args) {
   std::string payload;
-  put16(payload, cls);
-  put16(payload, method);
+  append_u16be(payload, cls);
+  append_u16be(payload, method);
   payload.append(args);
   std::string f;
   f += static_cast<char>(kFrameMethod);
-  put16(f, 0);
-  put32(f, static_cast<uint32_t>(payload.size()));
+  append_u16be(f, 0);
+  append_u32be(f, static_cast<uint32_t>(payload.size()));
   f += payload;
   f += static_cast<char>(kFrameEnd);
   return f;
 }
 
-/// A cursor over a frame's payload; every read is bounds-checked.
-struct Reader {
-  std::string_view in;
-  bool bad = false;
-
-  std::string_view take(size_t n) {
-    if (bad || in.size() < n) {
-      bad = true;
-      return {};
-    }
-    auto out = in.substr(0, n);
-    in.remove_prefix(n);
-    return out;
-  }
-  uint8_t u8() {
-    auto b = take(1);
-    return b.empty() ? 0 : static_cast<uint8_t>(b[0]);
-  }
-  uint16_t u16() {
-    auto b = take(2);
-    return b.size() < 2 ? 0 : static_cast<uint16_t>((uint8_t(b[0]) << 8) | uint8_t(b[1]));
-  }
-  uint32_t u32() {
-    uint32_t hi = u16();
-    return (hi << 16) | u16();
-  }
-  std::string shortstr() { return std::string(take(u8())); }
-  std::string longstr() { return std::string(take(u32())); }
-};
+std::string shortstr(ByteReader& r) { return std::string(r.take(r.u8())); }
+std::string longstr(ByteReader& r) { return std::string(r.take(r.u32be())); }
 
 /// Skips one field value of type `t` (AMQP 0-9-1 / RabbitMQ field table types).
-void skip_value(Reader& r, char t) {
+void skip_value(ByteReader& r, char t) {
   switch (t) {
     case 't': case 'b': case 'B': r.take(1); break;
     case 's': case 'u': r.take(2); break;
     case 'I': case 'i': case 'f': r.take(4); break;
     case 'l': case 'L': case 'd': case 'T': r.take(8); break;
     case 'D': r.take(5); break;
-    case 'S': case 'x': case 'A': case 'F': r.take(r.u32()); break;
+    case 'S': case 'x': case 'A': case 'F': r.take(r.u32be()); break;
     case 'V': break;
-    default: r.bad = true;
+    default: r.fail();
   }
 }
 
 /// The long-string entries of a field table (others skipped).
-std::vector<std::pair<std::string, std::string>> read_table(Reader& r) {
+std::vector<std::pair<std::string, std::string>> read_table(ByteReader& r) {
   std::vector<std::pair<std::string, std::string>> out;
-  Reader t{r.take(r.u32())};
-  while (!t.bad && !t.in.empty()) {
-    std::string key = t.shortstr();
+  ByteReader t(r.take(r.u32be()));
+  while (!t.bad() && !t.empty()) {
+    std::string key = shortstr(t);
     char type = static_cast<char>(t.u8());
     if (type == 'S') {
-      out.emplace_back(key, t.longstr());
+      out.emplace_back(key, longstr(t));
     } else {
       skip_value(t, type);
     }
   }
-  if (t.bad) r.bad = true;
+  if (t.bad()) r.fail();
   return out;
 }
 
@@ -122,10 +91,10 @@ envkit::Result<Method> read_method(envkit::Stream& s, envkit::Deadline deadline)
     if (std::memcmp(header, "AMQP", 4) == 0) {
       return Error{Exit::unavailable, "server does not speak AMQP 0-9-1 (it answered with its own protocol header)"};
     }
-    Reader h{std::string_view(header, 7)};
+    ByteReader h(std::string_view(header, 7));
     uint8_t type = h.u8();
-    h.u16();
-    uint32_t size = h.u32();
+    h.u16be();
+    uint32_t size = h.u32be();
     if (type != kFrameMethod && type != kFrameHeartbeat && type != 2 && type != 3) {
       return Error{Exit::data, "not an AMQP frame (type " + std::to_string(type) + "): '" +
                                    printable(std::string_view(header, 7)) + "'"};
@@ -136,12 +105,12 @@ envkit::Result<Method> read_method(envkit::Stream& s, envkit::Deadline deadline)
     if (static_cast<uint8_t>(payload.back()) != kFrameEnd) return Error{Exit::data, "frame without its end marker"};
     payload.pop_back();
     if (type != kFrameMethod) continue;
-    Reader p{payload};
+    ByteReader p(payload);
     Method m;
-    m.cls = p.u16();
-    m.id = p.u16();
-    if (p.bad) return Error{Exit::data, "method frame too short"};
-    m.args = std::string(p.in);
+    m.cls = p.u16be();
+    m.id = p.u16be();
+    if (p.bad()) return Error{Exit::data, "method frame too short"};
+    m.args = std::string(p.rest());
     return m;
   }
   return Error{Exit::data, "no method frame in 16 frames"};
@@ -149,9 +118,9 @@ envkit::Result<Method> read_method(envkit::Stream& s, envkit::Deadline deadline)
 
 /// "403 ACCESS_REFUSED - Login was refused ..." from a Connection.Close.
 std::string close_reason(const Method& m) {
-  Reader r{m.args};
-  uint16_t code = r.u16();
-  std::string text = r.shortstr();
+  ByteReader r(m.args);
+  uint16_t code = r.u16be();
+  std::string text = shortstr(r);
   return std::to_string(code) + " " + text;
 }
 
@@ -160,31 +129,25 @@ std::string close_reason(const Method& m) {
 ProbeResult probe_amqp(const envkit::Url& target, const ProbeOptions& options) {
   ProbeResult r;
   PhaseClock clock(r);
-  ProbeOptions opts = options;
-  auto tls = envkit::tls_options_from_url(target, options.connection.tls);
-  if (!tls) return fail(r, "target", tls.error());
-  opts.connection.tls = *tls;
-  auto stream = connect_phase(target, opts, r, clock);
-  if (!stream) return r;
-  State tls_grade = State::ok;
-  std::string tls_note;
-  if (tls->enabled && !tls_phase(*stream, target, opts, r, clock, tls_grade, tls_note)) return r;
+  auto opened = open_target(target, options, r, clock);
+  if (!opened) return r;
+  envkit::Stream& stream = opened->stream;
   auto d = options.deadline;
 
-  if (auto st = stream->write_all(std::string_view("AMQP\x00\x00\x09\x01", 8), d); !st)
+  if (auto st = stream.write_all(std::string_view("AMQP\x00\x00\x09\x01", 8), d); !st)
     return fail(r, "protocol header", st.error());
-  auto start = read_method(*stream, d);
+  auto start = read_method(stream, d);
   clock.mark("greeting");
   if (!start) return fail(r, "greeting", start.error().message);
   if (start->cls != 10 || start->id != 10) {
     return fail(r, "greeting", "expected Connection.Start, got method " + std::to_string(start->cls) + "." +
                                    std::to_string(start->id));
   }
-  Reader sr{start->args};
+  ByteReader sr(start->args);
   uint8_t major = sr.u8(), minor = sr.u8();
   auto props = read_table(sr);
-  std::string mechanisms = sr.longstr();
-  if (sr.bad) return fail(r, "greeting", "malformed Connection.Start");
+  std::string mechanisms = longstr(sr);
+  if (sr.bad()) return fail(r, "greeting", "malformed Connection.Start");
   std::string product, version, cluster;
   for (const auto& [k, v] : props) {
     if (k == "product") product = v;
@@ -216,8 +179,8 @@ ProbeResult probe_amqp(const envkit::Url& target, const ProbeOptions& options) {
   put_short(start_ok, "PLAIN");
   put_long(start_ok, std::string(1, '\0') + user + std::string(1, '\0') + password);
   put_short(start_ok, "en_US");
-  if (auto st = stream->write_all(method_frame(10, 11, start_ok), d); !st) return fail(r, "auth", st.error());
-  auto tune = read_method(*stream, d);
+  if (auto st = stream.write_all(method_frame(10, 11, start_ok), d); !st) return fail(r, "auth", st.error());
+  auto tune = read_method(stream, d);
   clock.mark("auth");
   if (!tune) {
     return fail(r, "auth", tune.error().message == "connection closed after 0 of 7 bytes"
@@ -226,34 +189,34 @@ ProbeResult probe_amqp(const envkit::Url& target, const ProbeOptions& options) {
   }
   if (tune->cls == 10 && tune->id == 50) return fail(r, "auth", close_reason(*tune));
   if (tune->cls != 10 || tune->id != 30) return fail(r, "auth", "expected Connection.Tune");
-  Reader tr{tune->args};
-  uint16_t channel_max = tr.u16();
-  uint32_t frame_max = tr.u32();
-  if (tr.bad) return fail(r, "auth", "malformed Connection.Tune");
+  ByteReader tr(tune->args);
+  uint16_t channel_max = tr.u16be();
+  uint32_t frame_max = tr.u32be();
+  if (tr.bad()) return fail(r, "auth", "malformed Connection.Tune");
   std::string tune_ok;
-  put16(tune_ok, channel_max);
-  put32(tune_ok, frame_max);
-  put16(tune_ok, 0);  // no heartbeats: the connection lives for milliseconds
+  append_u16be(tune_ok, channel_max);
+  append_u32be(tune_ok, frame_max);
+  append_u16be(tune_ok, 0);  // no heartbeats: the connection lives for milliseconds
   std::string vhost = target.path.empty() ? "/" : target.path;
   std::string open;
   put_short(open, vhost);
   put_short(open, "");
   open += '\0';
-  if (auto st = stream->write_all(method_frame(10, 31, tune_ok) + method_frame(10, 40, open), d); !st)
+  if (auto st = stream.write_all(method_frame(10, 31, tune_ok) + method_frame(10, 40, open), d); !st)
     return fail(r, "open", st.error());
-  auto open_ok = read_method(*stream, d);
+  auto open_ok = read_method(stream, d);
   clock.mark("open");
   if (!open_ok) return fail(r, "open", open_ok.error().message);
   if (open_ok->cls == 10 && open_ok->id == 50) return fail(r, "open vhost '" + vhost + "'", close_reason(*open_ok));
   if (open_ok->cls != 10 || open_ok->id != 41) return fail(r, "open", "expected Connection.Open-Ok");
 
   std::string close;
-  put16(close, 200);
+  append_u16be(close, 200);
   put_short(close, "proxy-check done");
-  put16(close, 0);
-  put16(close, 0);
-  if (stream->write_all(method_frame(10, 50, close), d)) {
-    auto close_ok = read_method(*stream, d);  // best effort: the check already passed
+  append_u16be(close, 0);
+  append_u16be(close, 0);
+  if (stream.write_all(method_frame(10, 50, close), d)) {
+    auto close_ok = read_method(stream, d);  // best effort: the check already passed
     (void)close_ok;
   }
   clock.mark("close");
@@ -264,9 +227,9 @@ ProbeResult probe_amqp(const envkit::Url& target, const ProbeOptions& options) {
   r.facts.emplace_back("protocol", "0-" + std::to_string(major) + "-" + std::to_string(minor));
   r.facts.emplace_back("frame_max", std::to_string(frame_max));
   r.identity = "cluster_name=" + cluster + ",version=" + version;
-  r.state = worse(State::ok, tls_grade);
+  r.state = worse(State::ok, opened->tls_grade);
   r.summary = (product.empty() ? std::string("AMQP") : product) + " " + version + ", vhost '" + vhost +
-              "' opened as " + user + (tls_note.empty() ? "" : ", " + tls_note);
+              "' opened as " + user + (opened->tls_note.empty() ? "" : ", " + opened->tls_note);
   return r;
 }
 

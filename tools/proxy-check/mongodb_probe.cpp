@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "envkit/bytes.hpp"
 #include "probe.hpp"
 #include "probes.hpp"
 
@@ -36,14 +37,9 @@ struct BsonDocument {
   BsonDocument& operator=(const BsonDocument&) = delete;
 };
 
-void put_le32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-int32_t get_le32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return static_cast<int32_t>(v);
+// The little-endian int32 at the front of `bytes` (which holds at least 4).
+int32_t front_le32(std::string_view bytes) {
+  return static_cast<int32_t>(envkit::ByteReader(bytes).u32le());
 }
 
 // OP_MSG with one kind-0 section: {<command>: 1, $db: "admin"}.
@@ -53,14 +49,14 @@ std::string build_op_msg(int32_t request_id, const char* command) {
   BSON_APPEND_INT32(doc, command, 1);
   BSON_APPEND_UTF8(doc, "$db", "admin");
   std::string body;
-  put_le32(body, 0);  // flagBits
+  envkit::append_u32le(body, 0);  // flagBits
   body.push_back('\0');  // section kind 0: the body document
   body.append(reinterpret_cast<const char*>(bson_get_data(doc)), doc->len);
   std::string msg;
-  put_le32(msg, static_cast<uint32_t>(kHeaderSize + body.size()));
-  put_le32(msg, static_cast<uint32_t>(request_id));
-  put_le32(msg, 0);  // responseTo
-  put_le32(msg, static_cast<uint32_t>(kOpMsg));
+  envkit::append_u32le(msg, static_cast<uint32_t>(kHeaderSize + body.size()));
+  envkit::append_u32le(msg, static_cast<uint32_t>(request_id));
+  envkit::append_u32le(msg, 0);  // responseTo
+  envkit::append_u32le(msg, static_cast<uint32_t>(kOpMsg));
   return msg + body;
 }
 
@@ -89,7 +85,7 @@ std::string utf8_of(const bson_iter_t& it) {
 // Reads the reply body (flagBits + sections) of an OP_MSG.
 Result<Hello> parse_hello_reply(std::string_view body) {
   if (body.size() < 5) return Error{Exit::data, "OP_MSG reply too short"};
-  auto flags = static_cast<uint32_t>(get_le32(body.data()));
+  auto flags = static_cast<uint32_t>(front_le32(body));
   body.remove_prefix(4);
   if (flags & kChecksumPresent) {
     if (body.size() < 4) return Error{Exit::data, "OP_MSG reply too short for its checksum"};
@@ -98,7 +94,7 @@ Result<Hello> parse_hello_reply(std::string_view body) {
   if (body[0] != '\0') return Error{Exit::data, "OP_MSG reply does not start with a body section"};
   body.remove_prefix(1);
   if (body.size() < 5) return Error{Exit::data, "OP_MSG reply body truncated"};
-  auto doc_len = get_le32(body.data());
+  auto doc_len = front_le32(body);
   if (doc_len < 5 || static_cast<size_t>(doc_len) > body.size()) {
     return Error{Exit::data, "OP_MSG reply document length " + std::to_string(doc_len) + " does not fit"};
   }
@@ -181,9 +177,11 @@ class MongoProbe {
     }
     char header[kHeaderSize];
     if (auto st = stream_->read_exact(header, kHeaderSize, options_.deadline); !st) return st.error();
-    int32_t length = get_le32(header);
-    int32_t response_to = get_le32(header + 8);
-    int32_t op_code = get_le32(header + 12);
+    envkit::ByteReader h(std::string_view(header, kHeaderSize));
+    auto length = static_cast<int32_t>(h.u32le());
+    h.u32le();  // requestID
+    auto response_to = static_cast<int32_t>(h.u32le());
+    auto op_code = static_cast<int32_t>(h.u32le());
     if (length < static_cast<int32_t>(kHeaderSize) + 5 || length > kMaxReplyLength) {
       return Error{Exit::data, "reply length " + std::to_string(length) + " is not that of a hello reply"};
     }
@@ -239,10 +237,7 @@ class MongoProbe {
     clock_.mark("hello");
     stream_->shutdown_write();
     grade(*hello);
-    if (tls_grade != State::ok && worse(tls_grade, r_.state) != r_.state) {
-      r_.state = tls_grade;
-      r_.summary += "; " + tls_note;
-    }
+    fold_tls_grade(r_, tls_grade, tls_note);
   }
 
   void grade(const Hello& h) {
@@ -318,14 +313,7 @@ class MongoProbe {
 }  // namespace
 
 ProbeResult probe_mongodb(const envkit::Url& target, const ProbeOptions& options) {
-  try {
-    return MongoProbe(target, options).run();
-  } catch (const std::exception& e) {
-    ProbeResult r;
-    r.state = State::unknown;
-    r.summary = std::string("internal error: ") + e.what();
-    return r;
-  }
+  return without_exceptions([&] { return MongoProbe(target, options).run(); });
 }
 
 }  // namespace proxy_check

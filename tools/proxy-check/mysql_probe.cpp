@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <memory>
 
+#include "envkit/bytes.hpp"
 #include "probe.hpp"
 #include "probes.hpp"
 
 namespace proxy_check {
 namespace mysql {
 
+using envkit::ByteReader;
 using envkit::Error;
 using envkit::Exit;
 using envkit::Result;
@@ -24,19 +26,6 @@ using envkit::Result;
 namespace {
 
 Error malformed(const std::string& what) { return Error{Exit::data, what}; }
-
-uint16_t le16(std::string_view s, size_t at) {
-  return static_cast<uint16_t>(static_cast<uint8_t>(s[at]) |
-                               (static_cast<uint8_t>(s[at + 1]) << 8));
-}
-
-uint32_t le32(std::string_view s, size_t at) {
-  return static_cast<uint32_t>(le16(s, at)) | (static_cast<uint32_t>(le16(s, at + 2)) << 16);
-}
-
-void put_le(std::string& out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-}
 
 // Digest of the concatenation of `parts`.
 std::string digest(const EVP_MD* md, std::initializer_list<std::string_view> parts) {
@@ -57,17 +46,20 @@ std::string xor_bytes(std::string a, std::string_view b) {
 }  // namespace
 
 PacketHeader parse_packet_header(const char (&bytes)[4]) {
-  std::string_view s(bytes, 4);
+  ByteReader in(std::string_view(bytes, 4));
   PacketHeader h;
-  h.length = static_cast<uint32_t>(le16(s, 0)) | (static_cast<uint32_t>(static_cast<uint8_t>(s[2])) << 16);
-  h.sequence = static_cast<uint8_t>(s[3]);
+  h.length = in.u16le();
+  h.length |= static_cast<uint32_t>(in.u8()) << 16;
+  h.sequence = in.u8();
   return h;
 }
 
 std::string frame_packet(uint8_t sequence, std::string_view payload) {
   std::string out;
   out.reserve(payload.size() + 4);
-  put_le(out, payload.size() & 0xffffff, 3);
+  // A 3-byte little-endian length.
+  envkit::append_u16le(out, static_cast<uint16_t>(payload.size() & 0xffff));
+  out.push_back(static_cast<char>((payload.size() >> 16) & 0xff));
   out.push_back(static_cast<char>(sequence));
   out.append(payload);
   return out;
@@ -76,16 +68,16 @@ std::string frame_packet(uint8_t sequence, std::string_view payload) {
 Result<Greeting> parse_greeting(std::string_view p) {
   Greeting g;
   if (p.empty()) return malformed("empty greeting");
-  g.protocol_version = static_cast<uint8_t>(p[0]);
+  ByteReader in(p);
+  g.protocol_version = in.u8();
   if (g.protocol_version != 10) {
     return malformed("not a MySQL greeting (protocol version " +
                      std::to_string(g.protocol_version) + ", expected 10)");
   }
-  size_t pos = 1;
-  auto nul = p.find('\0', pos);
+  auto nul = in.rest().find('\0');
   if (nul == std::string_view::npos) return malformed("greeting truncated in the server version");
-  std::string version(p.substr(pos, nul - pos));
-  pos = nul + 1;
+  std::string version(in.take(nul));
+  in.take(1);
   // MariaDB prefixes "5.5.5-" so that old clients do not take 10.x for a pre-5.5 server.
   if (version.rfind("5.5.5-", 0) == 0 && version.find("MariaDB") != std::string::npos) {
     version.erase(0, 6);
@@ -93,34 +85,31 @@ Result<Greeting> parse_greeting(std::string_view p) {
   g.mariadb = version.find("MariaDB") != std::string::npos;
   g.server_version = proxy_check::printable(version, 80);
   // connection id (4), scramble part 1 (8), filler (1), capabilities low (2)
-  if (p.size() < pos + 15) return malformed("greeting truncated after the server version");
-  g.connection_id = le32(p, pos);
-  pos += 4;
-  g.scramble.assign(p.substr(pos, 8));
-  pos += 9;
-  g.capabilities = le16(p, pos);
-  pos += 2;
-  if (pos == p.size()) return g;  // pre-4.1 servers end here
+  if (in.remaining() < 15) return malformed("greeting truncated after the server version");
+  g.connection_id = in.u32le();
+  g.scramble.assign(in.take(8));
+  in.take(1);
+  g.capabilities = in.u16le();
+  if (in.empty()) return g;  // pre-4.1 servers end here
   // charset (1), status (2), capabilities high (2), auth data length (1), reserved (10)
-  if (p.size() < pos + 16) return malformed("greeting truncated in the capability flags");
-  g.charset = static_cast<uint8_t>(p[pos]);
-  g.status = le16(p, pos + 1);
-  g.capabilities |= static_cast<uint32_t>(le16(p, pos + 3)) << 16;
-  size_t auth_length = static_cast<uint8_t>(p[pos + 5]);
-  pos += 16;
+  if (in.remaining() < 16) return malformed("greeting truncated in the capability flags");
+  g.charset = in.u8();
+  g.status = in.u16le();
+  g.capabilities |= static_cast<uint32_t>(in.u16le()) << 16;
+  size_t auth_length = in.u8();
+  in.take(10);
   if (g.capabilities & kClientSecureConnection) {
     // Part 2 is max(13, length - 8) bytes, the last of which is a NUL.
     size_t part2 = auth_length > 8 ? std::max<size_t>(13, auth_length - 8) : 13;
-    if (p.size() < pos + part2) return malformed("greeting truncated in the scramble");
-    std::string_view rest = p.substr(pos, part2);
+    if (in.remaining() < part2) return malformed("greeting truncated in the scramble");
+    std::string_view rest = in.take(part2);
     if (!rest.empty() && rest.back() == '\0') rest.remove_suffix(1);
     g.scramble.append(rest);
-    pos += part2;
   }
   if (g.capabilities & kClientPluginAuth) {
     // Some servers omit the final NUL.
-    auto end = p.find('\0', pos);
-    g.auth_plugin = proxy_check::printable(p.substr(pos, end == std::string_view::npos ? p.npos : end - pos));
+    std::string_view rest = in.rest();
+    g.auth_plugin = proxy_check::printable(rest.substr(0, rest.find('\0')));
   }
   return g;
 }
@@ -128,8 +117,9 @@ Result<Greeting> parse_greeting(std::string_view p) {
 std::optional<ServerError> parse_error_packet(std::string_view p) {
   if (p.size() < 3 || static_cast<uint8_t>(p[0]) != 0xff) return std::nullopt;
   ServerError e;
-  e.code = le16(p, 1);
-  std::string_view rest = p.substr(3);
+  ByteReader in(p.substr(1));
+  e.code = in.u16le();
+  std::string_view rest = in.rest();
   if (rest.size() >= 6 && rest[0] == '#') {
     e.sql_state = proxy_check::printable(rest.substr(1, 5));
     rest.remove_prefix(6);
@@ -156,8 +146,8 @@ uint32_t client_capabilities(uint32_t server, bool with_database, bool tls) {
 
 std::string build_ssl_request(uint32_t capabilities, uint8_t charset) {
   std::string out;
-  put_le(out, capabilities | kClientSsl, 4);
-  put_le(out, 1u << 24, 4);  // max packet size we accept
+  envkit::append_u32le(out, capabilities | kClientSsl);
+  envkit::append_u32le(out, 1u << 24);  // max packet size we accept
   out.push_back(static_cast<char>(charset));
   out.append(23, '\0');
   return out;
@@ -434,7 +424,7 @@ class MysqlProbe {
       r_.identity = "version=" + greeting_.server_version + ",capabilities=" +
                     format_capabilities(greeting_.capabilities) + ",auth_plugin=" + greeting_.auth_plugin;
       r_.summary = greeting_summary() + ", handshake answered (no credentials, not logged in)";
-      fold_tls(tls_grade, tls_note);
+      fold_tls_grade(r_, tls_grade, tls_note);
       return {};
     }
 
@@ -456,7 +446,7 @@ class MysqlProbe {
       r_.summary = summary;
     }
 
-    fold_tls(tls_grade, tls_note);
+    fold_tls_grade(r_, tls_grade, tls_note);
 
     phase_ = "identity";
     // Without an identity --via cannot match, which it reports; the check itself stands.
@@ -465,13 +455,6 @@ class MysqlProbe {
     (void)write_packet(build_quit());
     stream_->shutdown_write();
     return {};
-  }
-
-  // A certificate close to expiry makes an otherwise good check a WARNING.
-  void fold_tls(State grade, const std::string& note) {
-    if (grade == State::ok || worse(grade, r_.state) == r_.state) return;
-    r_.state = grade;
-    if (!note.empty()) r_.summary += "; " + note;
   }
 
   std::string greeting_summary() const {
@@ -672,14 +655,7 @@ class MysqlProbe {
 }  // namespace
 
 ProbeResult probe_mysql(const envkit::Url& target, const ProbeOptions& options) {
-  try {
-    return MysqlProbe(target, options).run();
-  } catch (const std::exception& e) {
-    ProbeResult r;
-    r.state = State::unknown;
-    r.summary = std::string("internal error: ") + e.what();
-    return r;
-  }
+  return without_exceptions([&] { return MysqlProbe(target, options).run(); });
 }
 
 }  // namespace proxy_check

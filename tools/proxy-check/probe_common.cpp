@@ -150,6 +150,31 @@ bool tls_phase(envkit::Stream& stream, const envkit::Url& target, const ProbeOpt
   return true;
 }
 
+void fold_tls_grade(ProbeResult& result, State grade, const std::string& note) {
+  if (grade == State::ok || worse(grade, result.state) == result.state) return;
+  result.state = grade;
+  if (!note.empty()) result.summary += "; " + note;
+}
+
+std::optional<OpenedStream> open_target(const envkit::Url& target, const ProbeOptions& options,
+                                        ProbeResult& result, PhaseClock& clock) {
+  ProbeOptions opts = options;
+  auto tls = envkit::tls_options_from_url(target, options.connection.tls);
+  if (!tls) {
+    fail(result, "target", tls.error());
+    return std::nullopt;
+  }
+  opts.connection.tls = *tls;
+  auto stream = connect_phase(target, opts, result, clock);
+  if (!stream) return std::nullopt;
+  OpenedStream opened{std::move(*stream), State::ok, {}};
+  if (tls->enabled &&
+      !tls_phase(opened.stream, target, opts, result, clock, opened.tls_grade, opened.tls_note)) {
+    return std::nullopt;
+  }
+  return opened;
+}
+
 envkit::Result<ReadUntil> read_until(envkit::Stream& stream, std::string& buffer, std::string_view needle,
                                      size_t limit, envkit::Deadline deadline) {
   char chunk[16384];

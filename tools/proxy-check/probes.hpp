@@ -3,6 +3,8 @@
 #pragma once
 
 #include <chrono>
+#include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -50,6 +52,20 @@ ProbeResult& fail(ProbeResult& result, std::string_view step, const envkit::Erro
 /// Sets `result` to CRITICAL with "step: why".
 ProbeResult& fail(ProbeResult& result, std::string_view step, std::string_view why);
 
+/// Runs `probe()`, a probe's own steps, for a probe that must never throw: an exception that
+/// escapes it (std::bad_alloc, a parser bug) becomes UNKNOWN "internal error: what".
+template <typename Probe>
+ProbeResult without_exceptions(Probe&& probe) {
+  try {
+    return probe();
+  } catch (const std::exception& e) {
+    ProbeResult r;
+    r.state = State::unknown;
+    r.summary = std::string("internal error: ") + e.what();
+    return r;
+  }
+}
+
 /// Connects to the URL's first host (its scheme's default port when none), recording the
 /// "connect" phase. On failure fills `result` (closed = refused or timed out) and returns
 /// nullopt.
@@ -63,6 +79,26 @@ std::optional<envkit::Stream> connect_phase(const envkit::Url& target, const Pro
 /// itself failed. `grade` is the state the certificate earned; the caller folds it in.
 bool tls_phase(envkit::Stream& stream, const envkit::Url& target, const ProbeOptions& options,
                ProbeResult& result, PhaseClock& clock, State& grade, std::string& note);
+
+/// A connected stream, TLS-wrapped when the target asked for TLS, and the state and note its
+/// certificate earned (State::ok and "" without TLS).
+struct OpenedStream {
+  envkit::Stream stream;
+  State tls_grade = State::ok;
+  std::string tls_note;
+};
+
+/// The opening of a probe whose scheme carries its TLS settings in the URL (redis/rediss,
+/// amqp/amqps, kafka): TLS settings from the URL over `options` (tls_options_from_url, a bad
+/// one -> "target" UNKNOWN), connect_phase, then tls_phase when TLS is on. On failure fills
+/// `result` and returns nullopt; the caller folds tls_grade and tls_note into its verdict.
+std::optional<OpenedStream> open_target(const envkit::Url& target, const ProbeOptions& options,
+                                        ProbeResult& result, PhaseClock& clock);
+
+/// Folds the grade a certificate earned (tls_phase) into a finished verdict, as the mysql and
+/// mongodb probes report it: a grade worse than the state replaces it and its note follows
+/// after "; " (a certificate close to expiry makes an otherwise good check a WARNING).
+void fold_tls_grade(ProbeResult& result, State grade, const std::string& note);
 
 /// Reads until `needle` appears in `buffer`, the peer closes, or `limit` bytes were read.
 /// Returns the outcome: found, closed, too large, or the read error.

@@ -87,15 +87,9 @@ std::string info_field(const std::string& info, const std::string& key) {
 ProbeResult probe_redis(const envkit::Url& target, const ProbeOptions& options) {
   ProbeResult r;
   PhaseClock clock(r);
-  ProbeOptions opts = options;
-  auto tls = envkit::tls_options_from_url(target, options.connection.tls);
-  if (!tls) return fail(r, "target", tls.error());
-  opts.connection.tls = *tls;
-  auto stream = connect_phase(target, opts, r, clock);
-  if (!stream) return r;
-  State tls_grade = State::ok;
-  std::string tls_note;
-  if (tls->enabled && !tls_phase(*stream, target, opts, r, clock, tls_grade, tls_note)) return r;
+  auto opened = open_target(target, options, r, clock);
+  if (!opened) return r;
+  envkit::Stream& stream = opened->stream;
 
   std::string buffer;
   // Pipelined: AUTH (when a password is known), PING, INFO server: one round trip.
@@ -106,23 +100,23 @@ ProbeResult probe_redis(const envkit::Url& target, const ProbeOptions& options) 
                                : command({"AUTH", target.user, *target.password});
   }
   out += command({"PING"}) + command({"INFO", "server"});
-  if (auto st = stream->write_all(out, options.deadline); !st) return fail(r, "send", st.error());
+  if (auto st = stream.write_all(out, options.deadline); !st) return fail(r, "send", st.error());
   if (auth) {
-    auto reply = read_reply(*stream, buffer, options.deadline);
+    auto reply = read_reply(stream, buffer, options.deadline);
     clock.mark("auth");
     if (!reply) return fail(r, "auth", reply.error().message);
     if (reply->type == '-') return fail(r, "auth", reply->text);
   }
-  auto pong = read_reply(*stream, buffer, options.deadline);
+  auto pong = read_reply(stream, buffer, options.deadline);
   clock.mark(auth ? "ping" : "first_byte");
   if (!pong) return fail(r, "ping", pong.error().message);
   if (pong->type == '-') return fail(r, "ping", pong->text);  // NOAUTH Authentication required.
   if (pong->type != '+' || pong->text != "PONG") return fail(r, "ping", "expected PONG, got '" + printable(pong->text) + "'");
-  auto info = read_reply(*stream, buffer, options.deadline);
+  auto info = read_reply(stream, buffer, options.deadline);
   clock.mark("query");
   if (!info) return fail(r, "info", info.error().message);
   if (info->type == '-') return fail(r, "info", info->text);
-  stream->shutdown_write();
+  stream.shutdown_write();
   clock.finish();
   std::string version = info_field(info->text, "redis_version");
   std::string run_id = info_field(info->text, "run_id");
@@ -132,9 +126,10 @@ ProbeResult probe_redis(const envkit::Url& target, const ProbeOptions& options) 
   if (!mode.empty()) r.facts.emplace_back("redis_mode", mode);
   if (!run_id.empty()) r.facts.emplace_back("run_id", run_id);
   if (!run_id.empty()) r.identity = "run_id=" + run_id + ",port=" + port + ",version=" + version;
-  r.state = worse(State::ok, tls_grade);
+  r.state = worse(State::ok, opened->tls_grade);
   r.summary = "Redis " + (version.empty() ? std::string("?") : version) + " PONG" +
-              (auth ? ", authenticated" : "") + (tls_note.empty() ? "" : ", " + tls_note);
+              (auth ? ", authenticated" : "") +
+              (opened->tls_note.empty() ? "" : ", " + opened->tls_note);
   return r;
 }
 
