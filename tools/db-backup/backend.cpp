@@ -332,6 +332,22 @@ struct DataFileReader::Impl {
   }
 };
 
+Status BackupReader::for_each_record(
+    const ObjectEntry& object,
+    const std::function<Status(std::string_view record, const FileEntry& file, uint64_t line)>& each) const {
+  for (const FileEntry& f : object.files) {
+    auto reader = open(f);
+    if (!reader) return reader.error();
+    for (uint64_t line = 1;; ++line) {
+      auto text = reader->next();
+      if (!text) return text.error();
+      if (!*text) break;
+      if (auto st = each(**text, f, line); !st) return st;
+    }
+  }
+  return {};
+}
+
 Result<DataFileReader> DataFileReader::open(const std::string& dir, const FileEntry& entry,
                                             bool check) {
   auto impl = std::make_unique<Impl>();

@@ -254,6 +254,11 @@ class BackupReader {
   const Manifest& manifest() const { return manifest_; }
   /// Opens one data file; its checksum, size and rows are checked as it reaches the end.
   Result<DataFileReader> open(const FileEntry& file) const { return DataFileReader::open(dir_, file, check_files); }
+  /// Hands every record of `object`, file after file, to `each` with its file and line
+  /// number; each file is checked as it ends. Stops at the first error, a file's or `each`'s.
+  Status for_each_record(
+      const ObjectEntry& object,
+      const std::function<Status(std::string_view record, const FileEntry& file, uint64_t line)>& each) const;
   Progress* progress = nullptr;  ///< may be null
   bool check_files = true;       ///< false under restore --force: read what is there
 

@@ -128,16 +128,11 @@ class MongoBackend final : public Backend {
     auto client = MongoClient::connect(url_, options_.connection);
     if (!client) return client.error();
     RecordIndex index(object.key.empty() ? std::vector<std::string>{"_id"} : object.key);
-    for (const FileEntry& f : object.files) {
-      auto reader = in.open(f);
-      if (!reader) return reader.error();
-      for (;;) {
-        auto text = reader->next();
-        if (!text) return text.error();
-        if (!*text) break;
-        if (auto s = index.add(**text); !s) return s.error().context(f.name);
-      }
-    }
+    auto indexed = in.for_each_record(object, [&](std::string_view text, const FileEntry& f, uint64_t) -> Status {
+      if (auto s = index.add(text); !s) return s.error().context(f.name);
+      return {};
+    });
+    if (!indexed) return indexed;
     std::string filter;
     if (auto meta = envkit::parse_json(object.metadata); meta) {
       const envkit::JsonValue* f = envkit::find_member(*meta, "filter");
@@ -262,20 +257,12 @@ class MongoBackend final : public Backend {
       batch.clear();
       return {};
     };
-    for (const FileEntry& f : o.files) {
-      auto reader = in.open(f);
-      if (!reader) return reader.error();
-      for (;;) {
-        auto text = reader->next();
-        if (!text) return text.error();
-        if (!*text) break;
-        batch.emplace_back(**text);
-        if (in.progress) in.progress->advance(o.name, 1, (*text)->size() + 1);
-        if (batch.size() >= opts.batch_rows) {
-          if (auto s = flush(); !s) return s;
-        }
-      }
-    }
+    auto read = in.for_each_record(o, [&](std::string_view text, const FileEntry&, uint64_t) -> Status {
+      batch.emplace_back(text);
+      if (in.progress) in.progress->advance(o.name, 1, text.size() + 1);
+      return batch.size() >= opts.batch_rows ? flush() : Status{};
+    });
+    if (!read) return read;
     if (auto s = flush(); !s) return s;
     if (in.progress) in.progress->end_object(o.name);
     envkit::log_info("restored " + std::to_string(inserted) + " documents and " +

@@ -690,16 +690,11 @@ Status MysqlBackend::compare(const BackupReader& in, const ObjectEntry& object,
   t.columns = *cols;
   t.key = object.key;
   RecordIndex index(object.key);
-  for (const auto& f : object.files) {
-    auto reader = in.open(f);
-    if (!reader) return reader.error();
-    for (;;) {
-      auto line = reader->next();
-      if (!line) return line.error();
-      if (!*line) break;
-      if (auto st = index.add(**line); !st) return st.error().context(f.name);
-    }
-  }
+  auto indexed = in.for_each_record(object, [&](std::string_view line, const FileEntry& f, uint64_t) -> Status {
+    if (auto st = index.add(line); !st) return st.error().context(f.name);
+    return {};
+  });
+  if (!indexed) return indexed;
   auto rows = c->query(select_sql(t, "", ""), envkit::Fetch::streamed);
   if (!rows) return rows.error().context(object.name);
   RowEncoder encoder(t.columns);

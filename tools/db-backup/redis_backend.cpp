@@ -639,20 +639,15 @@ class RedisBackend final : public Backend {
     Restorer r(*conn, std::max<size_t>(opts.batch_rows, 1), *now_ms);
     for (const ObjectEntry* o : objects) {
       if (in.progress) in.progress->begin_object(o->name, o->rows);
-      for (const FileEntry& f : o->files) {
-        auto reader = in.open(f);
-        if (!reader) return reader.error();
-        for (uint64_t line = 1;; ++line) {
-          if (envkit::stop_requested()) return Error{Exit::temp_fail, "stopped by a signal"};
-          auto text = reader->next();
-          if (!text) return text.error();
-          if (!*text) break;
-          auto rec = redis_records::decode(**text);
-          if (!rec) return rec.error().context(f.name + ":" + std::to_string(line));
-          if (auto s = r.add(*rec); !s) return s;
-          if (in.progress) in.progress->advance(o->name, 1, (*text)->size() + 1);
-        }
-      }
+      auto read = in.for_each_record(*o, [&](std::string_view text, const FileEntry& f, uint64_t line) -> Status {
+        if (envkit::stop_requested()) return Error{Exit::temp_fail, "stopped by a signal"};
+        auto rec = redis_records::decode(text);
+        if (!rec) return rec.error().context(f.name + ":" + std::to_string(line));
+        if (auto s = r.add(*rec); !s) return s;
+        if (in.progress) in.progress->advance(o->name, 1, text.size() + 1);
+        return {};
+      });
+      if (!read) return read;
       if (in.progress) in.progress->end_object(o->name);
     }
     if (auto s = r.finish(); !s) return s;
@@ -671,20 +666,15 @@ class RedisBackend final : public Backend {
     auto conn = RedisConnection::connect(url_, options_.connection);
     if (!conn) return conn.error();
     std::unordered_map<std::string, KeyDigest> backup;
-    for (const FileEntry& f : object.files) {
-      auto reader = in.open(f);
-      if (!reader) return reader.error();
-      for (;;) {
-        auto text = reader->next();
-        if (!text) return text.error();
-        if (!*text) break;
-        auto rec = redis_records::decode(**text);
-        if (!rec) return rec.error().context(f.name);
-        KeyDigest& d = backup[rec->key];
-        if (rec->part == 0) d = KeyDigest{};  // a key SCAN returned twice: the later read wins
-        fold(d, *rec);
-      }
-    }
+    auto read = in.for_each_record(object, [&](std::string_view text, const FileEntry& f, uint64_t line) -> Status {
+      auto rec = redis_records::decode(text);
+      if (!rec) return rec.error().context(f.name + ":" + std::to_string(line));
+      KeyDigest& d = backup[rec->key];
+      if (rec->part == 0) d = KeyDigest{};  // a key SCAN returned twice: the later read wins
+      fold(d, *rec);
+      return {};
+    });
+    if (!read) return read;
     // Read the live keyspace the same way as a dump, folding each key as it comes.
     DumpCounts counts;
     std::string current;
