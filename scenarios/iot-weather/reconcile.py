@@ -5,13 +5,15 @@ The iot-weather scenario's independent checks: they read the sensor's own record
 reading (the file sink), the database through the `mariadb` client's tab-separated output,
 and the backup's data files, and never trust the envkit command under test to grade itself.
 
-  reconcile.py stored TRUTH.jsonl DB.tsv [--allowed-missing IDS] [--window FROM TO]
-                      [--until T]
+  reconcile.py stored TRUTH.jsonl DB.tsv [--allowed-missing IDS] [--lines FROM TO]
+                      [--first N]
       Every reading in TRUTH is in the database exactly once. DB.tsv's first column is the
-      reading id. IDS lists ids that may be missing (one per line). With --window, also
-      counts the readings observed in [FROM, TO) (ISO 8601 UTC) and requires at least one.
-      With --until, only readings observed before T must be there (later ones may still be
-      on their way).
+      reading id. IDS lists ids that may be missing (one per line). With --lines, also
+      counts the readings sent while TRUTH grew from FROM to TO lines (an outage) and
+      requires at least one. With --first, only the readings of TRUTH's first N lines must
+      be there (later ones may still be on their way). Lines, not times: real weather keeps
+      the API's observation time for many rounds, so a reading's time says nothing of when
+      it was sent.
   reconcile.py backup-ids BACKUP_DIR TABLE
       Prints the ids of the readings in a db-backup backup's data files for TABLE.
   reconcile.py digest DB.tsv IDS
@@ -42,18 +44,19 @@ def read_ids(path):
 
 
 def read_truth(path):
-    """The sensor's file sink: one JSON reading per line; a reading id may repeat (re-sent)."""
+    """The sensor's file sink: one JSON reading per line, in the order sent; an id may repeat.
+
+    Returns {id: [line numbers (0-based) where it was sent]}."""
     readings = {}
     try:
         with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
+            for number, line in enumerate(f):
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                    readings[record["id"]] = record.get("observed_at", "")
+                    readings.setdefault(json.loads(line)["id"], []).append(number)
                 except (ValueError, KeyError) as e:
-                    fail(f"{path}:{number}: not a reading: {e}")
+                    fail(f"{path}:{number + 1}: not a reading: {e}")
     except OSError as e:
         fail(f"{path}: {e.strerror}")
     return readings
@@ -74,22 +77,24 @@ def read_db_ids(path):
 
 def stored(args):
     if len(args) < 2:
-        fail("usage: stored TRUTH.jsonl DB.tsv [--allowed-missing IDS] [--window FROM TO] [--until T]")
+        fail("usage: stored TRUTH.jsonl DB.tsv [--allowed-missing IDS] [--lines FROM TO] [--first N]")
     truth, db = read_truth(args[0]), read_db_ids(args[1])
-    allowed, window, until = set(), None, None
+    allowed, window, first = set(), None, None
     rest = args[2:]
-    while rest:
-        if rest[0] == "--allowed-missing" and len(rest) >= 2:
-            allowed, rest = read_ids(rest[1]), rest[2:]
-        elif rest[0] == "--window" and len(rest) >= 3:
-            window, rest = (rest[1], rest[2]), rest[3:]
-        elif rest[0] == "--until" and len(rest) >= 2:
-            until, rest = rest[1], rest[2:]
-        else:
-            fail(f"unknown argument '{rest[0]}'")
-    if until:
-        # ISO 8601 UTC text with the same layout sorts like time.
-        truth = {i: t for i, t in truth.items() if t < until}
+    try:
+        while rest:
+            if rest[0] == "--allowed-missing" and len(rest) >= 2:
+                allowed, rest = read_ids(rest[1]), rest[2:]
+            elif rest[0] == "--lines" and len(rest) >= 3:
+                window, rest = (int(rest[1]), int(rest[2])), rest[3:]
+            elif rest[0] == "--first" and len(rest) >= 2:
+                first, rest = int(rest[1]), rest[2:]
+            else:
+                fail(f"unknown argument '{rest[0]}'")
+    except ValueError:
+        fail("--lines and --first take line counts")
+    if first is not None:
+        truth = {i: lines for i, lines in truth.items() if lines[0] < first}
     missing = sorted(i for i in truth if i not in db and i not in allowed)
     excused = sorted(i for i in truth if i not in db and i in allowed)
     duplicated = sorted(i for i, n in db.items() if n > 1)
@@ -104,7 +109,7 @@ def stored(args):
     }
     ok = not missing and not duplicated
     if window:
-        inside = [i for i, t in truth.items() if window[0] <= t < window[1]]
+        inside = [i for i, lines in truth.items() if any(window[0] <= n < window[1] for n in lines)]
         result["in_window"] = len(inside)
         result["in_window_stored"] = sum(1 for i in inside if db.get(i) == 1)
         ok = ok and bool(inside) and result["in_window_stored"] == len(inside)
