@@ -367,6 +367,24 @@ _servers_port_taken() {
   [[ -f $log ]] && grep -qiE 'address already in use|eaddrinuse|errno: 98' "$log"
 }
 
+# One start attempt, after the spawn: waits until `READY ARGS...` answers (0). Otherwise stops
+# the server and returns 2 when it lost a race for its port (the port file is removed, so
+# the next attempt picks another), or 1 with the reason on stderr after the last attempt.
+_servers_settle() {
+  local caller=$1 what=$2 pid=$3 timeout=$4 log=$5 dir=$6 attempt=$7
+  shift 7
+  if _servers_await "$caller" "$what" "$pid" "$timeout" "$log" "$@" 2>"$dir/start.err"; then
+    return 0
+  fi
+  _servers_stop_group "$caller" "$pid" KILL 5 || true
+  if ((attempt < 3)) && _servers_port_taken "$log"; then
+    rm -f "$dir/port"
+    return 2
+  fi
+  cat "$dir/start.err" >&2
+  return 1
+}
+
 # Extra config lines for NAME: <P>_EXTRA_CONF, else the kind's default variable.
 _servers_extra_conf() {
   local default_var=$2 var=${1}_EXTRA_CONF
@@ -588,18 +606,14 @@ start_mariadb() {
     : >"$log"
     _servers_spawn "$dir/pid" /dev/null "$log" "$log" mariadbd --defaults-file="$dir/my.cnf" || return 1
     pid=$(_servers_read_pid "$dir/pid")
-    if _servers_await start_mariadb "mariadbd '$name' on port $port" "$pid" "$(_servers_timeout 60)" "$log" \
-      _servers_mariadb_ready "$sock" "$tcp_port" 2>"$dir/start.err"; then
-      _servers_mariadb_export "$p" "$dir" "$tcp_port" "$sock"
-      return 0
-    fi
-    _servers_stop_group start_mariadb "$pid" KILL 5 || true
-    if ((attempt < 3)) && _servers_port_taken "$log"; then
-      rm -f "$dir/port"
-      continue
-    fi
-    cat "$dir/start.err" >&2
-    return 1
+    local settled=0
+    _servers_settle start_mariadb "mariadbd '$name' on port $port" "$pid" "$(_servers_timeout 60)" "$log" "$dir" "$attempt" \
+      _servers_mariadb_ready "$sock" "$tcp_port" || settled=$?
+    case $settled in
+      0) _servers_mariadb_export "$p" "$dir" "$tcp_port" "$sock"; return 0 ;;
+      2) continue ;;
+      *) return 1 ;;
+    esac
   done
 }
 
@@ -684,18 +698,14 @@ EOF
       : >"$log"
       _servers_spawn "$dir/pid" /dev/null "$log" "$log" redis-server "$dir/redis.conf" || return 1
       pid=$(_servers_read_pid "$dir/pid")
-      if _servers_await start_redis "redis-server '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" \
-        _servers_redis_ping "$port" 2>"$dir/start.err"; then
-        started=1
-        break
-      fi
-      _servers_stop_group start_redis "$pid" KILL 5 || true
-      if ((attempt < 3)) && _servers_port_taken "$log"; then
-        rm -f "$dir/port"
-        continue
-      fi
-      cat "$dir/start.err" >&2
-      return 1
+      local settled=0
+      _servers_settle start_redis "redis-server '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
+        _servers_redis_ping "$port" || settled=$?
+      case $settled in
+        0) started=1; break ;;
+        2) continue ;;
+        *) return 1 ;;
+      esac
     done
     ((started)) || return 1
   fi
@@ -941,18 +951,14 @@ EOF
         nginx -p "$dir/" -c "$dir/nginx.conf" -e stderr -g 'daemon off;' || return 1
       pid=$(_servers_read_pid "$dir/pid")
       # Listening is all that can be checked without opening a backend connection.
-      if _servers_await start_nginx_stream "nginx '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" \
-        _servers_listening "$port" 2>"$dir/start.err"; then
-        started=1
-        break
-      fi
-      _servers_stop_group start_nginx_stream "$pid" KILL 5 || true
-      if ((attempt < 3)) && _servers_port_taken "$log"; then
-        rm -f "$dir/port"
-        continue
-      fi
-      cat "$dir/start.err" >&2
-      return 1
+      local settled=0
+      _servers_settle start_nginx_stream "nginx '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
+        _servers_listening "$port" || settled=$?
+      case $settled in
+        0) started=1; break ;;
+        2) continue ;;
+        *) return 1 ;;
+      esac
     done
     ((started)) || return 1
   fi
@@ -1182,18 +1188,14 @@ start_mongo() {
       _servers_spawn "$dir/pid" /dev/null "$log" "$log" "$python" "$script" --host 127.0.0.1 \
         --port "$port" --log "$dir/requests.log" "${args[@]}" || return 1
       pid=$(_servers_read_pid "$dir/pid")
-      if _servers_await start_mongo "mongo_server.py '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" \
-        _servers_mongo_ready "$python" "$script" "$port" 2>"$dir/start.err"; then
-        started=1
-        break
-      fi
-      _servers_stop_group start_mongo "$pid" KILL 5 || true
-      if ((attempt < 3)) && _servers_port_taken "$log"; then
-        rm -f "$dir/port"
-        continue
-      fi
-      cat "$dir/start.err" >&2
-      return 1
+      local settled=0
+      _servers_settle start_mongo "mongo_server.py '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
+        _servers_mongo_ready "$python" "$script" "$port" || settled=$?
+      case $settled in
+        0) started=1; break ;;
+        2) continue ;;
+        *) return 1 ;;
+      esac
     done
     ((started)) || return 1
   fi
