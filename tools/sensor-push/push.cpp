@@ -1,5 +1,5 @@
 // The run: resolve cities, open sinks (each behind its spool), then once, every, or rate.
-#include "push.hpp"
+#include "sensor-push/push.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -10,17 +10,17 @@
 #include <set>
 #include <thread>
 
-#include "cities.hpp"
-#include "envkit/durable_file.hpp"
-#include "envkit/histogram.hpp"
-#include "envkit/json.hpp"
-#include "envkit/log.hpp"
-#include "envkit/metrics.hpp"
-#include "envkit/signals.hpp"
-#include "envkit/sinks.hpp"
-#include "envkit/spooled_sink.hpp"
-#include "openmeteo.hpp"
-#include "sim.hpp"
+#include "sensor-push/cities.hpp"
+#include <envkit/durable_file.hpp>
+#include <envkit/histogram.hpp>
+#include <envkit/json.hpp>
+#include <envkit/log.hpp>
+#include <envkit/metrics.hpp>
+#include <envkit/signals.hpp>
+#include <envkit/sinks.hpp>
+#include <envkit/spooled_sink.hpp>
+#include "sensor-push/openmeteo.hpp"
+#include "sensor-push/sim.hpp"
 
 namespace sensor_push {
 
