@@ -17,7 +17,7 @@
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
 #include <envkit/signals.hpp>
-#include <envkit/sinks.hpp>
+#include <envkit/registry.hpp>
 #include <envkit/spooled_sink.hpp>
 #include "sensor-push/openmeteo.hpp"
 #include "sensor-push/sim.hpp"

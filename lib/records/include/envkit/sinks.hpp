@@ -1,4 +1,5 @@
-// Opening a sink from its URL: MySQL, Redis, HTTP(S), AMQP, Kafka, file: and "-" (stdout).
+// What sinks share: their options, the table a MySQL sink creates, {member} key templates,
+// and the per-scheme openers behind the registry (envkit/registry.hpp).
 #pragma once
 
 #include <memory>
@@ -43,20 +44,6 @@ struct SinkOptions {
   std::optional<TableSchema> table_schema;  ///< MySQL: the table to create
 };
 
-/// Opens the sink for `url_text`. Connecting is left to the first write, so a sink that is
-/// down at start-up can be spooled for instead of failing the run. Errors: Exit::usage for
-/// a URL or parameter that makes no sense for the scheme.
-///
-/// Parameters by scheme:
-///   mysql://user@host/db?table=T[&create=true]     multi-row idempotent inserts, one transaction a batch
-///   redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]
-///   http(s)://host/path[?batch=N]                  POST; N records per request as a JSON array (1: an object)
-///   amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K   publisher confirms
-///   kafka://b1,b2/topic                            acks=all, idempotent producer
-///   file:PATH  -                                   JSON Lines (file: appended and fsynced a batch)
-/// TEMPLATE holds {member} placeholders filled from each record's top-level members
-/// ("weather:{city}"); {id} is the record's id.
-Result<std::unique_ptr<Sink>> open_sink(std::string_view url_text, const SinkOptions& options);
 
 /// The AMQP and Kafka sinks by themselves, connected now (open_sink() defers the connection
 /// to the first write). Errors: as AmqpConnection::connect and KafkaProducer::connect, and
