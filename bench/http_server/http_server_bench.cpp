@@ -7,6 +7,8 @@
 //            httplib (cpp-httplib, a pool of N threads, each serving one connection at a time)
 //            beast (Boost.Beast on Asio, one io_context run by N threads)
 //            evhttp (libevent's evhttp, N event bases accepting from one listening socket)
+//            envkit (envkit::HttpServer: libmicrohttpd with N epoll threads, handlers on a
+//                    pool of N workers; what the commands get)
 // Listens on 127.0.0.1, port picked by the kernel, prints "port N" on stdout once it is
 // accepting, and serves until SIGTERM or SIGINT.
 #include <arpa/inet.h>
@@ -33,6 +35,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <envkit/http_server.hpp>
 
 namespace {
 
@@ -245,6 +249,29 @@ int run_evhttp(unsigned threads) {
   return 0;
 }
 
+// --- envkit::HttpServer ------------------------------------------------------------------
+
+int run_envkit(unsigned threads) {
+  envkit::HttpServerOptions options;
+  options.io_threads = threads;
+  options.workers = threads;
+  auto server = envkit::HttpServer::start(
+      "127.0.0.1", 0,
+      [](const envkit::HttpServerRequest& request) {
+        bool post = request.method == "POST" && request.path == "/ingest";
+        return envkit::HttpReply::text(post ? 202 : 200, std::string(post ? kAccepted : kOk));
+      },
+      options);
+  if (!server) {
+    std::fprintf(stderr, "envkit: %s\n", server.error().message.c_str());
+    return 1;
+  }
+  announce(server->port());
+  wait_for_signal();
+  server->stop();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,7 +283,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts: they inherit it
 
   if (argc < 2) {
-    std::fprintf(stderr, "usage: envkit-bench-http-server mhd|mhd-tpc|httplib|beast|evhttp [--threads N]\n");
+    std::fprintf(stderr, "usage: envkit-bench-http-server mhd|mhd-tpc|httplib|beast|evhttp|envkit [--threads N]\n");
     return 64;
   }
   std::string library = argv[1];
@@ -270,6 +297,7 @@ int main(int argc, char** argv) {
   if (library == "httplib") return run_httplib(threads);
   if (library == "beast") return run_beast(threads);
   if (library == "evhttp") return run_evhttp(threads);
+  if (library == "envkit") return run_envkit(threads);
   std::fprintf(stderr, "envkit-bench-http-server: unknown library '%s'\n", library.c_str());
   return 64;
 }

@@ -259,6 +259,25 @@ TEST(HttpServer, RefusesAnOversizedBodyWith413BeforeReadingIt) {
   EXPECT_EQ(calls.load(), 1);  // only the request at the limit reached the handler
 }
 
+TEST(HttpServer, RefusesHeadersOverTheLimitWith431) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options;
+  options.max_header_bytes = 8192;
+  HttpServer server = start_server(
+      [&](const HttpServerRequest&) {
+        ++calls;
+        return HttpReply::text(200, "ok\n");
+      },
+      options);
+  RawClient raw = RawClient::connect(server.port());
+  ASSERT_TRUE(raw.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
+  auto refused = raw.read();
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  EXPECT_EQ(refused->status, 431);
+  EXPECT_TRUE(raw.closed_within(milliseconds(2000)));
+  EXPECT_EQ(calls.load(), 0);
+}
+
 TEST(HttpServer, CutsOffAStalledClientWithinTheReadTimeoutWhileServingOthers) {
   HttpServerOptions options;
   options.read_timeout = milliseconds(500);

@@ -69,7 +69,8 @@ struct HttpServerOptions {
   /// body that grows past it is cut off and answered 413 if the connection still allows.
   size_t max_body_bytes = size_t{8} << 20;
   /// Largest request line plus headers (libmicrohttpd's per-connection memory; at least
-  /// 8 KiB). Larger is answered 431 (or 413) and the connection closed.
+  /// 8 KiB). Larger headers are answered 431, a longer request line 414, and the
+  /// connection closed.
   size_t max_header_bytes = size_t{32} << 10;
   /// A connection on which the client sends nothing for this long is closed, between
   /// requests (idle keep-alive) or in the middle of one. libmicrohttpd counts whole seconds:
