@@ -1,9 +1,14 @@
-// The per-scheme sink constructors behind open_sink(); not public API.
+// The per-scheme sink and source constructors behind the registry; not public API.
 #pragma once
 
 #include <memory>
+#include <string>
+#include <string_view>
 
+#include <envkit/json.hpp>
+#include <envkit/registry.hpp>
 #include <envkit/sinks.hpp>
+#include <envkit/source.hpp>
 
 namespace envkit {
 
@@ -15,5 +20,19 @@ Result<std::unique_ptr<Sink>> open_mysql_sink(Url url, const SinkOptions& option
 Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& options);
 Result<std::unique_ptr<Sink>> open_http_sink(Url url, const SinkOptions& options);
 Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url);
+
+/// redis://...?stream=S&group=G (a consumer group) or ?list=L (a reliable queue): see the
+/// registry's parameter text and redis_source.cpp.
+Result<std::unique_ptr<Source>> open_redis_source(const Url& url, const SourceOptions& options);
+/// "-" (stdin) or file:PATH, JSON Lines.
+Result<std::unique_ptr<Source>> open_stream_source(const Url& url);
+
+/// A stable id for a record that carries none: "sha256:" and the first 32 hex digits of the
+/// SHA-256 of `text`, so the same record read twice (a redelivery, a re-run over the same
+/// input) gets the same id and a sink with a unique key absorbs the duplicate.
+std::string content_id(std::string_view text);
+/// The record's own id: its top-level `id` member (a string as it is, another value as JSON
+/// text), or `fallback` when it has none (or is not an object).
+std::string record_id(const JsonValue& record, std::string_view fallback);
 
 }  // namespace envkit

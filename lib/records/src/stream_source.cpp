@@ -1,0 +1,155 @@
+// JSON Lines sources: stdin ("-") or a file (file:PATH), one record a line, to the end.
+//
+// - The record is the line as it is; its id is the object's `id` member, else content_id()
+//   of the line, so re-reading the same input yields the same ids.
+// - A line that is not a JSON object is still handed out, its json the raw line (with a
+//   warning naming the line): a source cannot dead-letter, the pipeline can. Sinks that parse
+//   records reject it, so it ends in the dead letters with the sink's reason; a sink that
+//   stores bytes (stdout, a file) passes it on unchanged. Blank lines are skipped.
+// - stdin cannot be read twice, so a record to retry is kept in memory and handed out again
+//   kRetryDelay later. The source holds nothing but records already handed out and not yet
+//   settled (a retried one is moved, not copied), so its memory is bounded by what the
+//   pipeline keeps in flight.
+// - `end` is reported once the input is at its end and every record handed out is settled
+//   for good: until then a retry could still need handing out.
+// - Waits are bounded: a quiet pipe never holds next() past its `wait`, so a relay reading
+//   stdin still notices SIGTERM.
+#include <deque>
+#include <thread>
+#include <unordered_map>
+
+#include <envkit/jsonl.hpp>
+#include <envkit/log.hpp>
+#include "records_internal.hpp"
+
+namespace envkit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// How long a retried record waits before it is handed out again: long enough that a sink
+/// that is down is not hammered by the same record, short against the pipeline's batching.
+constexpr std::chrono::milliseconds kRetryDelay{1000};
+
+class LinesSource : public Source {
+ public:
+  LinesSource(std::string name, LineReader lines) : name_(std::move(name)), lines_(std::move(lines)) {}
+
+  std::string name() const override { return name_; }
+
+  Result<SourceBatch> next(size_t max, std::chrono::milliseconds wait) override {
+    const auto deadline = Clock::now() + wait;
+    SourceBatch batch;
+    bool polled = false;
+    while (batch.records.size() < max) {
+      // Retries first, once due: they were read before anything still unread.
+      if (!retries_.empty() && retries_.front().due <= Clock::now()) {
+        Retry r = std::move(retries_.front());
+        retries_.pop_front();
+        r.received.deliveries += 1;
+        hand_out(std::move(r.received), batch);
+        continue;
+      }
+      if (eof_) break;
+      if (!lines_.line_ready()) {
+        // Poll at least once, so that next(max, 0) still takes what has already arrived; with
+        // records in hand, only take what is there rather than wait.
+        auto now = Clock::now();
+        if (polled && (now >= deadline || !batch.records.empty())) break;
+        auto until = batch.records.empty() ? deadline : now;
+        if (!retries_.empty()) until = std::min(until, retries_.front().due);
+        auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now), std::chrono::milliseconds(0));
+        auto got = lines_.wait_readable(left);
+        if (!got) return got.error();
+        polled = true;
+        continue;
+      }
+      auto line = lines_.next();
+      if (!line) return line.error();
+      if (!*line) {
+        eof_ = true;
+        break;
+      }
+      std::string_view text = **line;
+      if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
+      hand_out(read_record(text), batch);
+      polled = false;  // a partial line after it may complete with what is there already
+    }
+    if (batch.records.empty() && eof_ && !retries_.empty()) {
+      // Nothing more to read: wait (within `wait`) for the first retry to fall due.
+      auto until = std::min(deadline, retries_.front().due);
+      if (until > Clock::now()) std::this_thread::sleep_until(until);
+      if (retries_.front().due <= Clock::now()) return next(max, std::chrono::milliseconds(0));
+    } else if (batch.records.empty() && eof_ && !in_flight_.empty()) {
+      // Only a settlement can change anything now: give the pipeline its `wait` back.
+      std::this_thread::sleep_until(deadline);
+    }
+    batch.end = eof_ && retries_.empty() && in_flight_.empty();
+    return batch;
+  }
+
+  Status settle(std::span<const Settlement> settlements) override {
+    std::string unknown;
+    for (const auto& s : settlements) {
+      auto it = in_flight_.find(s.handle);
+      if (it == in_flight_.end()) {
+        unknown = std::to_string(s.handle);
+        continue;
+      }
+      if (s.verdict == Verdict::retry) {
+        retries_.push_back({Clock::now() + kRetryDelay, std::move(it->second)});
+      }
+      in_flight_.erase(it);
+    }
+    if (!unknown.empty()) {
+      return Error{Exit::software, name_ + ": settled handle " + unknown + ", which is not out (or settled twice)"};
+    }
+    return {};
+  }
+
+ private:
+  struct Retry {
+    Clock::time_point due;
+    Received received;
+  };
+
+  Received read_record(std::string_view text) {
+    Received r;
+    r.record.json.assign(text);
+    doc_.SetNull();
+    doc_.GetAllocator().Clear();  // one Document for the run: drop the last line's values
+    doc_.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
+    if (doc_.HasParseError() || !doc_.IsObject()) {
+      log_warning(lines_.name() + ":" + std::to_string(lines_.line_number()) +
+                  ": not a JSON object; handed on as it is, for the sinks to reject");
+      r.record.id = content_id(text);
+    } else {
+      r.record.id = record_id(doc_, content_id(text));
+    }
+    return r;
+  }
+
+  void hand_out(Received r, SourceBatch& batch) {
+    r.handle = ++last_handle_;
+    batch.records.push_back(r);
+    in_flight_.emplace(r.handle, std::move(r));
+  }
+
+  std::string name_;
+  LineReader lines_;
+  JsonDocument doc_;
+  bool eof_ = false;
+  uint64_t last_handle_ = 0;
+  std::unordered_map<uint64_t, Received> in_flight_;  // handed out, not yet settled
+  std::deque<Retry> retries_;                         // in order of due time
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Source>> open_stream_source(const Url& url) {
+  auto lines = LineReader::open(url.is_stdio() ? "-" : url.path);
+  if (!lines) return lines.error();
+  return std::unique_ptr<Source>(new LinesSource(url.is_stdio() ? "-" : url.redacted(), std::move(*lines)));
+}
+
+}  // namespace envkit
