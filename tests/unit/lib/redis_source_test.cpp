@@ -421,6 +421,8 @@ TEST_F(LiveRedisListSource, ReadsBackWhatTheRedisSinkWrote) {
     EXPECT_EQ(got[i].record.json, records[i].json);
     EXPECT_EQ(got[i].record.id, records[i].id);
   }
+  ASSERT_TRUE(s->settle(verdicts(got, Verdict::ack)).ok());
+  EXPECT_EQ(cmd({"EXISTS", list + ":processing"}).integer, 0);
 }
 
 // ---- the sink's key template: {id} is Record::id, with or without parsing the record ----
