@@ -152,28 +152,20 @@ class StreamSource : public Source {
 
   Status settle(std::span<const Settlement> settlements) override {
     std::vector<std::string> xack{"XACK", s_.stream, s_.group};
-    std::string unknown;
     for (const auto& st : settlements) {
-      auto it = out_.find(st.handle);
-      if (it == out_.end()) {
-        unknown = std::to_string(st.handle);
-        continue;
-      }
+      auto id = out_.take(st.handle);
+      if (!id) continue;
+      out_ids_.erase(*id);
       // A retried entry stays pending under this consumer: XAUTOCLAIM hands it out again
       // once it has been idle for claim-idle (here or in another consumer).
-      if (st.verdict != Verdict::retry) xack.push_back(it->second);
-      out_ids_.erase(it->second);
-      out_.erase(it);
+      if (st.verdict != Verdict::retry) xack.push_back(std::move(*id));
     }
     if (xack.size() > 3) {
       auto r = link_.command(xack);
       if (!r) return r.error();
       if (r->is_error()) return reply_error(name_, *r);
     }
-    if (!unknown.empty()) {
-      return Error{Exit::software, name_ + ": settled handle " + unknown + ", which is not out (or settled twice)"};
-    }
-    return {};
+    return out_.settled(name_);
   }
 
  private:
@@ -203,9 +195,8 @@ class StreamSource : public Source {
       if (out_ids_.count(id) != 0) continue;
       Received r;
       r.record = to_record(e->elements[1], id);
-      r.handle = ++last_handle_;
+      r.handle = out_.add(id);
       batch.records.push_back(std::move(r));
-      out_.emplace(last_handle_, id);
       out_ids_.insert(id);
     }
     if (!deleted.empty()) {
@@ -220,7 +211,7 @@ class StreamSource : public Source {
     if (!again || batch.records.size() == first) return {};
     std::vector<std::vector<std::string>> queries;
     for (size_t i = first; i < batch.records.size(); ++i) {
-      const std::string& id = out_[batch.records[i].handle];
+      const std::string& id = *out_.find(batch.records[i].handle);
       queries.push_back({"XPENDING", s_.stream, s_.group, id, id, "1"});
     }
     auto replies = link_.pipeline(queries);
@@ -291,9 +282,8 @@ class StreamSource : public Source {
   std::string backlog_cursor_ = "0";
   std::string claim_cursor_ = "0-0";
   Clock::time_point next_claim_{};
-  uint64_t last_handle_ = 0;
-  std::unordered_map<uint64_t, std::string> out_;  // handle -> entry id, not yet settled
-  std::unordered_set<std::string> out_ids_;         // the same ids, to skip a re-claimed one
+  Outstanding<std::string> out_;             // entry ids handed out, not yet settled
+  std::unordered_set<std::string> out_ids_;  // the same ids, to skip a re-claimed one
 };
 
 // ---- list ----------------------------------------------------------------------------------
@@ -352,21 +342,16 @@ class ListSource : public Source {
 
   Status settle(std::span<const Settlement> settlements) override {
     std::vector<std::vector<std::string>> commands;
-    std::string unknown;
     for (const auto& st : settlements) {
-      auto it = out_.find(st.handle);
-      if (it == out_.end()) {
-        unknown = std::to_string(st.handle);
-        continue;
-      }
+      auto out = out_.take(st.handle);
+      if (!out) continue;
       if (st.verdict == Verdict::retry) {
-        commands.push_back({"EVAL", kRequeueScript, "2", processing_, list_, it->second.value});
         if (retry_counts_.size() >= kRetryCountsMax) retry_counts_.clear();
-        retry_counts_[it->second.value] = it->second.deliveries;
+        retry_counts_[out->value] = out->deliveries;
+        commands.push_back({"EVAL", kRequeueScript, "2", processing_, list_, std::move(out->value)});
       } else {
-        commands.push_back({"LREM", processing_, "1", std::move(it->second.value)});
+        commands.push_back({"LREM", processing_, "1", std::move(out->value)});
       }
-      out_.erase(it);
     }
     if (!commands.empty()) {
       auto replies = link_.pipeline(commands);
@@ -375,10 +360,7 @@ class ListSource : public Source {
         if (r.is_error()) return reply_error(name_, r);
       }
     }
-    if (!unknown.empty()) {
-      return Error{Exit::software, name_ + ": settled handle " + unknown + ", which is not out (or settled twice)"};
-    }
-    return {};
+    return out_.settled(name_);
   }
 
  private:
@@ -398,15 +380,14 @@ class ListSource : public Source {
 
   void hand_out(std::string value, uint32_t deliveries, SourceBatch& batch) {
     Received r;
-    r.handle = ++last_handle_;
     r.deliveries = deliveries;
     doc_.SetNull();
     doc_.GetAllocator().Clear();
     doc_.Parse<rapidjson::kParseFullPrecisionFlag>(value.data(), value.size());
     r.record.id = doc_.HasParseError() ? content_id(value) : record_id(doc_, content_id(value));
     r.record.json = value;
+    r.handle = out_.add(Out{std::move(value), deliveries});
     batch.records.push_back(std::move(r));
-    out_.emplace(last_handle_, Out{std::move(value), deliveries});
   }
 
   std::string name_;
@@ -414,8 +395,7 @@ class ListSource : public Source {
   std::string list_, processing_;
   std::deque<std::string> recovered_;
   JsonDocument doc_;
-  uint64_t last_handle_ = 0;
-  std::unordered_map<uint64_t, Out> out_;  // handed out, not yet settled
+  Outstanding<Out> out_;  // handed out, not yet settled
   std::unordered_map<std::string, uint32_t> retry_counts_;
 };
 

@@ -16,7 +16,6 @@
 //   stdin still notices SIGTERM.
 #include <deque>
 #include <thread>
-#include <unordered_map>
 
 #include <envkit/jsonl.hpp>
 #include <envkit/log.hpp>
@@ -80,31 +79,20 @@ class LinesSource : public Source {
       auto until = std::min(deadline, retries_.front().due);
       if (until > Clock::now()) std::this_thread::sleep_until(until);
       if (retries_.front().due <= Clock::now()) return next(max, std::chrono::milliseconds(0));
-    } else if (batch.records.empty() && eof_ && !in_flight_.empty()) {
+    } else if (batch.records.empty() && eof_ && !out_.empty()) {
       // Only a settlement can change anything now: give the pipeline its `wait` back.
       std::this_thread::sleep_until(deadline);
     }
-    batch.end = eof_ && retries_.empty() && in_flight_.empty();
+    batch.end = eof_ && retries_.empty() && out_.empty();
     return batch;
   }
 
   Status settle(std::span<const Settlement> settlements) override {
-    std::string unknown;
     for (const auto& s : settlements) {
-      auto it = in_flight_.find(s.handle);
-      if (it == in_flight_.end()) {
-        unknown = std::to_string(s.handle);
-        continue;
-      }
-      if (s.verdict == Verdict::retry) {
-        retries_.push_back({Clock::now() + kRetryDelay, std::move(it->second)});
-      }
-      in_flight_.erase(it);
+      auto r = out_.take(s.handle);
+      if (r && s.verdict == Verdict::retry) retries_.push_back({Clock::now() + kRetryDelay, std::move(*r)});
     }
-    if (!unknown.empty()) {
-      return Error{Exit::software, name_ + ": settled handle " + unknown + ", which is not out (or settled twice)"};
-    }
-    return {};
+    return out_.settled(name_);
   }
 
  private:
@@ -130,18 +118,16 @@ class LinesSource : public Source {
   }
 
   void hand_out(Received r, SourceBatch& batch) {
-    r.handle = ++last_handle_;
     batch.records.push_back(r);
-    in_flight_.emplace(r.handle, std::move(r));
+    batch.records.back().handle = out_.add(std::move(r));
   }
 
   std::string name_;
   LineReader lines_;
   JsonDocument doc_;
   bool eof_ = false;
-  uint64_t last_handle_ = 0;
-  std::unordered_map<uint64_t, Received> in_flight_;  // handed out, not yet settled
-  std::deque<Retry> retries_;                         // in order of due time
+  Outstanding<Received> out_;  // handed out, not yet settled
+  std::deque<Retry> retries_;  // in order of due time
 };
 
 }  // namespace

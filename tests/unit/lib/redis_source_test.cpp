@@ -3,7 +3,7 @@
 // run by tests/bats/sources-redis.bats.
 #include <envkit/redis.hpp>
 #include <envkit/registry.hpp>
-#include "live_redis.hpp"
+#include "live.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Unit tests for envkit/redis.hpp (loopback only), and Live* tests against a real server.
 #include <envkit/redis.hpp>
-#include "live_redis.hpp"
+#include "live.hpp"
 #include "loopback.hpp"
 
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
-// The Redis server the Live* suites run against: ENVKIT_TEST_REDIS_URL, set by the Bats files
-// that start one (tests/bats/connectors.bats, tests/bats/sources-redis.bats).
+// The real servers the Live* suites run against, named by environment variables that the Bats
+// files starting them set (tests/bats/connectors.bats, tests/bats/sources-redis.bats).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,10 +14,10 @@
 
 namespace envkit::test {
 
-/// The server's URL, its password from REDISCLI_AUTH when the URL has none; nullopt (the
+/// The URL in `url_var`, its password from `password_var` when the URL has none; nullopt (the
 /// test skips, which the Bats files refuse to count as a pass) when the variable is unset.
-inline std::optional<Url> live_redis_url() {
-  const char* text = std::getenv("ENVKIT_TEST_REDIS_URL");
+inline std::optional<Url> live_url(const char* url_var, const char* password_var) {
+  const char* text = std::getenv(url_var);
   if (!text || !*text) return std::nullopt;
   auto url = parse_url(text);
   if (!url) {
@@ -25,10 +25,13 @@ inline std::optional<Url> live_redis_url() {
     return std::nullopt;
   }
   if (!url->password) {
-    if (const char* pwd = std::getenv("REDISCLI_AUTH")) url->password = pwd;
+    if (const char* pwd = std::getenv(password_var)) url->password = pwd;
   }
   return *url;
 }
+
+/// ENVKIT_TEST_REDIS_URL, the password from REDISCLI_AUTH.
+inline std::optional<Url> live_redis_url() { return live_url("ENVKIT_TEST_REDIS_URL", "REDISCLI_AUTH"); }
 
 /// A key no other test run uses: the tests share one server.
 inline std::string redis_test_key(std::string_view name) {
