@@ -60,7 +60,8 @@ const Connector kConnectors[] = {
      "a line that is not a JSON object is handed on as it is (sinks that parse reject it); "
      "a retry is kept in memory and handed out again 1 s later",
      "- (stdout): JSON Lines, one record a line"},
-    {"file", stream_source, stream_sink, "file:PATH: JSON Lines, read to the end, as - (stdin)",
+    {"file", stream_source, stream_sink, "file:PATH[?offset-file=OFF]: JSON Lines, read to the end, as - (stdin); with offset-file, "
+     "commit writes to OFF how many lines are settled and a later run starts after them",
      "file:PATH: JSON Lines, appended and fsynced a batch"},
     {"mysql", nullptr, mysql_sink, "",
      "mysql://user@host/db?table=T[&create=true]: multi-row idempotent inserts, one transaction a batch"},

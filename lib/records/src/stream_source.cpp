@@ -14,9 +14,17 @@
 //   for good: until then a retry could still need handing out.
 // - Waits are bounded: a quiet pipe never holds next() past its `wait`, so a relay reading
 //   stdin still notices SIGTERM.
+// - file:PATH?offset-file=OFF: commit() writes to OFF (atomically) how many lines from the
+//   start of PATH are settled for good (acked or dead, nothing before them still out), and
+//   a later run skips that many lines first. Lines are counted, not bytes, so a file that is
+//   only appended to resumes where it stopped; a file that now has fewer lines is an error.
+#include <charconv>
 #include <deque>
+#include <filesystem>
+#include <set>
 #include <thread>
 
+#include <envkit/durable_file.hpp>
 #include <envkit/jsonl.hpp>
 #include <envkit/log.hpp>
 #include "records_internal.hpp"
@@ -32,7 +40,9 @@ constexpr std::chrono::milliseconds kRetryDelay{1000};
 
 class LinesSource : public Source {
  public:
-  LinesSource(std::string name, LineReader lines) : name_(std::move(name)), lines_(std::move(lines)) {}
+  LinesSource(std::string name, LineReader lines, std::string offset_file = {}, uint64_t settled_lines = 0)
+      : name_(std::move(name)), lines_(std::move(lines)), offset_file_(std::move(offset_file)),
+        committed_(settled_lines) {}
 
   std::string name() const override { return name_; }
 
@@ -45,8 +55,8 @@ class LinesSource : public Source {
       if (!retries_.empty() && retries_.front().due <= Clock::now()) {
         Retry r = std::move(retries_.front());
         retries_.pop_front();
-        r.received.deliveries += 1;
-        hand_out(std::move(r.received), batch);
+        r.held.received.deliveries += 1;
+        hand_out(std::move(r.held), batch);
         continue;
       }
       if (eof_) break;
@@ -71,7 +81,7 @@ class LinesSource : public Source {
       }
       std::string_view text = **line;
       if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
-      hand_out(read_record(text), batch);
+      hand_out({read_record(text), lines_.line_number()}, batch);
       polled = false;  // a partial line after it may complete with what is there already
     }
     if (batch.records.empty() && eof_ && !retries_.empty()) {
@@ -89,16 +99,32 @@ class LinesSource : public Source {
 
   Status settle(std::span<const Settlement> settlements) override {
     for (const auto& s : settlements) {
-      auto r = out_.take(s.handle);
-      if (r && s.verdict == Verdict::retry) retries_.push_back({Clock::now() + kRetryDelay, std::move(*r)});
+      auto held = out_.take(s.handle);
+      if (!held) continue;
+      if (s.verdict == Verdict::retry) retries_.push_back({Clock::now() + kRetryDelay, std::move(*held)});
+      else lines_out_.erase(held->line);
     }
     return out_.settled(name_);
   }
 
+  Status commit() override {
+    if (offset_file_.empty()) return {};
+    // Every line before the first one still out is settled (blank lines included).
+    uint64_t settled = lines_out_.empty() ? lines_.line_number() : *lines_out_.begin() - 1;
+    if (settled == committed_) return {};
+    if (auto st = write_file_atomically(offset_file_, std::to_string(settled) + "\n", 0644); !st) return st;
+    committed_ = settled;
+    return {};
+  }
+
  private:
+  struct Held {
+    Received received;
+    uint64_t line = 0;  // where it was read: what the offset file counts
+  };
   struct Retry {
     Clock::time_point due;
-    Received received;
+    Held held;
   };
 
   Received read_record(std::string_view text) {
@@ -117,25 +143,66 @@ class LinesSource : public Source {
     return r;
   }
 
-  void hand_out(Received r, SourceBatch& batch) {
-    batch.records.push_back(r);
-    batch.records.back().handle = out_.add(std::move(r));
+  void hand_out(Held h, SourceBatch& batch) {
+    lines_out_.insert(h.line);
+    batch.records.push_back(h.received);
+    batch.records.back().handle = out_.add(std::move(h));
   }
 
   std::string name_;
   LineReader lines_;
   JsonDocument doc_;
   bool eof_ = false;
-  Outstanding<Received> out_;  // handed out, not yet settled
-  std::deque<Retry> retries_;  // in order of due time
+  Outstanding<Held> out_;       // handed out, not yet settled
+  std::deque<Retry> retries_;   // in order of due time
+  std::set<uint64_t> lines_out_;  // the lines of both: the offset file stops before the first
+  std::string offset_file_;       // empty: none
+  uint64_t committed_ = 0;        // what the offset file says
 };
+
+// The number of lines an offset file says are settled; 0 when there is no such file yet.
+Result<uint64_t> read_offset_file(const std::string& path) {
+  std::error_code missing;
+  if (!std::filesystem::exists(path, missing) && !missing) return uint64_t{0};  // the first run
+  auto lines = LineReader::open(path, 64);
+  if (!lines) return lines.error();
+  auto line = lines->next();
+  if (!line) return Error{Exit::data, path + ": not an offset file (one whole number of lines)"};
+  if (!*line) return uint64_t{0};
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars((*line)->data(), (*line)->data() + (*line)->size(), n);
+  if (ec != std::errc() || end != (*line)->data() + (*line)->size()) {
+    return Error{Exit::data, path + ": not an offset file (one whole number of lines)"};
+  }
+  return n;
+}
 
 }  // namespace
 
 Result<std::unique_ptr<Source>> open_stream_source(const Url& url) {
+  auto offset_file = url.param("offset-file");
+  if (offset_file && (url.is_stdio() || offset_file->empty())) {
+    return Error{Exit::usage, url.redacted() + ": offset-file=PATH is for file: sources (stdin cannot be read again)"};
+  }
   auto lines = LineReader::open(url.is_stdio() ? "-" : url.path);
   if (!lines) return lines.error();
-  return std::unique_ptr<Source>(new LinesSource(url.is_stdio() ? "-" : url.redacted(), std::move(*lines)));
+  uint64_t skip = 0;
+  if (offset_file) {
+    auto text = read_offset_file(*offset_file);
+    if (!text) return text.error();
+    skip = *text;
+    for (uint64_t i = 0; i < skip; ++i) {
+      auto line = lines->next();
+      if (!line) return line.error();
+      if (!*line) {
+        return Error{Exit::data, *offset_file + ": " + std::to_string(skip) + " lines of " + url.path +
+                                     " were settled, but it has only " + std::to_string(i) +
+                                     " now: not the file the offset was kept for"};
+      }
+    }
+  }
+  return std::unique_ptr<Source>(new LinesSource(url.is_stdio() ? "-" : url.redacted(), std::move(*lines),
+                                                 offset_file.value_or(""), skip));
 }
 
 }  // namespace envkit

@@ -214,5 +214,70 @@ TEST(LinesSource, AMissingFileIsNoInput) {
   EXPECT_EQ(s.error().code, Exit::no_input);
 }
 
+TEST(LinesSource, AnOffsetFileLetsALaterRunStartAfterWhatIsSettled) {
+  std::string text;
+  for (int i = 1; i <= 5; ++i) text += "{\"id\":\"" + std::to_string(i) + "\"}\n";
+  std::string path = write_temp("offset.jsonl", text);
+  std::string offsets = path + ".offset";
+  std::filesystem::remove(offsets);
+  std::string url = "file:" + path + "?offset-file=" + offsets;
+  auto read_offset = [&] {
+    std::ifstream in(offsets);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  {
+    auto s = open(url);
+    ASSERT_TRUE(s);
+    auto b = s->next(10, milliseconds(100));
+    ASSERT_TRUE(b.ok());
+    ASSERT_EQ(b->records.size(), 5u);
+    const std::vector<Received> r = b->records;
+    ASSERT_TRUE(s->commit().ok());
+    EXPECT_FALSE(std::filesystem::exists(offsets)) << "nothing settled: nothing to write";
+    // Out of order: lines 1, 2 and 4 done, 3 retried: only the first two count.
+    ASSERT_TRUE(s->settle(std::vector<Settlement>{{r[0].handle, Verdict::ack, {}},
+                                                  {r[3].handle, Verdict::dead, "bad"},
+                                                  {r[1].handle, Verdict::ack, {}},
+                                                  {r[2].handle, Verdict::retry, "later"}})
+                    .ok());
+    ASSERT_TRUE(s->commit().ok());
+    EXPECT_EQ(read_offset(), "2");
+    // A crash now: line 3 (retried) and 5 (out) were not settled.
+  }
+  std::vector<std::string> ids;
+  {
+    auto s = open(url);
+    ASSERT_TRUE(s);
+    auto b = s->next(10, milliseconds(100));
+    ASSERT_TRUE(b.ok());
+    for (const auto& r : b->records) ids.push_back(r.record.id);
+    // Line 4 again too: the offset counts a prefix, so at least once, never lost.
+    EXPECT_EQ(ids, (std::vector<std::string>{"3", "4", "5"}));
+    ASSERT_TRUE(settle_all(*s, b->records, Verdict::ack).ok());
+    ASSERT_TRUE(s->commit().ok());
+    EXPECT_EQ(read_offset(), "5");
+  }
+  {
+    std::ofstream(path, std::ios::app) << "{\"id\":\"6\"}\n";
+    auto s = open(url);
+    ASSERT_TRUE(s);
+    auto b = s->next(10, milliseconds(100));
+    ASSERT_TRUE(b.ok());
+    ASSERT_EQ(b->records.size(), 1u);
+    EXPECT_EQ(b->records[0].record.id, "6");
+  }
+  // A file shorter than the offset is not the file it was kept for.
+  write_temp("offset.jsonl", "{\"id\":\"1\"}\n");
+  auto shorter = open_source(url, {});
+  ASSERT_FALSE(shorter.ok());
+  EXPECT_EQ(shorter.error().code, Exit::data);
+  EXPECT_NE(shorter.error().message.find("has only 1"), std::string::npos) << shorter.error().message;
+  // stdin cannot be read again.
+  auto dash = open_source("-?offset-file=" + offsets, {});
+  if (dash.ok()) ADD_FAILURE() << "offset-file accepted for stdin";
+}
+
 }  // namespace
 }  // namespace envkit
