@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <envkit/connection.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/result.hpp>
 #include <envkit/url.hpp>
 
@@ -93,9 +94,9 @@ class MysqlResult {
 class MysqlConnection {
  public:
   /// Connects, authenticates, selects the database and sets the session up (utf8mb4,
-  /// time zone). Errors: Exit::unavailable when the server cannot be reached or does not
-  /// answer within the connect timeout; Exit::config for refused credentials, an unknown
-  /// database or time zone, or a TLS setup the server rejects.
+  /// time zone). Errors are classified by mysql_failure() (envkit/exit_status.hpp):
+  /// connection_refused, unreachable (no answer within the connect timeout), name_not_found,
+  /// auth_refused, not_found (unknown database), tls_failed, config (unknown time zone).
   static Result<MysqlConnection> connect(const Url& url, const ConnectionOptions& options);
 
   MysqlConnection(MysqlConnection&&) noexcept = default;
@@ -136,9 +137,10 @@ class MysqlConnection {
 /// `name` as an SQL identifier: in backticks, with backticks inside doubled.
 std::string quote_identifier(std::string_view name);
 
-/// The exit status for a client or server error number (mysql_errno()): unreachable or
-/// lost servers are Exit::unavailable, refused credentials Exit::config, lock waits and
-/// deadlocks Exit::temp_fail, other server errors Exit::data, client misuse Exit::software.
-Exit mysql_error_exit(unsigned int error_number);
+/// The failure kind (envkit/exit_status.hpp) of a client or server error number
+/// (mysql_errno()): refused, lost, refused credentials, unknown database or table, missing
+/// grants, lock waits and deadlocks (server_busy); other server errors are bad_data, client
+/// misuse internal.
+Failure mysql_failure(unsigned int error_number);
 
 }  // namespace envkit
