@@ -17,6 +17,7 @@
 #include <envkit/json.hpp>
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
+#include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
 #include "proxy-check/probes.hpp"
@@ -545,16 +546,29 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
     return static_cast<int>(round->overall);
   }
 
-  // --watch: each group on its own interval; print what changed (everything the first time).
-  std::map<const Group*, Clock::time_point> due;
-  for (const Group* g : all) due[g] = Clock::now();
+  // --watch: every group at once, then each on its own interval's grid (multiples of the
+  // interval since the epoch), so checks never drift and hosts with the same interval check
+  // together; print what changed (everything the first time).
+  std::map<const Group*, envkit::GridSchedule> schedules;
+  for (const Group* g : all) schedules.emplace(g, envkit::GridSchedule(g->interval));
+  bool first = true;
   std::map<std::string, CheckOutcome> latest;  // by health key
   std::map<const Group*, GroupVerdict> verdicts;
   State overall = State::ok;
   while (!envkit::stop_requested()) {
     std::vector<const Group*> now_due;
-    for (const Group* g : all)
-      if (due[g] <= Clock::now()) now_due.push_back(g);
+    for (const Group* g : all) {
+      auto& schedule = schedules.at(g);
+      if (!first && !schedule.due()) continue;
+      if (!first) {
+        if (uint64_t skipped = schedule.advance(); skipped > 0) {
+          envkit::log_warning("group " + g->name + ": checks took longer than its interval; skipping " +
+                              std::to_string(skipped) + " tick(s)");
+        }
+      }
+      now_due.push_back(g);
+    }
+    first = false;
     if (!now_due.empty()) {
       auto round = run_round(config, now_due, memory);
       if (!round) return round.error();
@@ -588,7 +602,6 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
         verdicts[v.group] = v;
       }
       out.flush();
-      for (const Group* g : now_due) due[g] = Clock::now() + g->interval;
       overall = State::ok;
       for (const auto& [g, v] : verdicts) overall = worst(overall, v.state);
       if (!config.metrics_file.empty()) {
@@ -599,9 +612,10 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
         if (auto st = write_metrics(config.metrics_file, outs, vs); !st) envkit::log_warning(st.error().message);
       }
     }
-    auto next = Clock::time_point::max();
-    for (const auto& [g, t] : due) next = std::min(next, t);
-    envkit::sleep_unless_stopped(std::max(next - Clock::now(), Clock::duration(std::chrono::milliseconds(10))));
+    auto next = envkit::SysMillis::max();
+    for (const auto& [g, schedule] : schedules) next = std::min(next, schedule.next());
+    envkit::sleep_unless_stopped(std::max(next - std::chrono::system_clock::now(),
+                                          std::chrono::system_clock::duration::zero()));
   }
   return static_cast<int>(overall);
 }
