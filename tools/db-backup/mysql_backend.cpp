@@ -18,7 +18,6 @@
 // like mysqldump --single-transaction), with a warning, "method":"single-transaction" in the
 // manifest's snapshot, and the binlog position from SHOW STATUS LIKE 'binlog_snapshot_%'.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -30,6 +29,7 @@
 #include <envkit/mysql.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
+#include <envkit/worker_pool.hpp>
 #include "db-backup/mysql_rows.hpp"
 #include "db-backup/record_index.hpp"
 
@@ -448,27 +448,10 @@ Status MysqlBackend::dump(BackupWriter& out) {
     out.progress().begin_object(t.name, t.estimated_rows);
   }
 
-  std::atomic<size_t> next{0};
-  std::mutex err_mu;
-  Status first_error;
-  std::atomic<bool> abort{false};
-  auto work = [&](MysqlConnection& conn) {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= items.size() || abort) return;
-      auto st = dump_item(conn, out, (*tables)[items[i].table], items[i]);
-      if (!st) {
-        std::lock_guard lock(err_mu);
-        if (first_error) first_error = st;
-        abort = true;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t i = 1; i < workers.size(); ++i) pool.emplace_back(work, std::ref(workers[i]));
-  work(workers[0]);
-  for (auto& th : pool) th.join();
+  // One connection per worker, all inside the same snapshot.
+  Status first_error = envkit::for_each_parallel(items.size(), workers.size(), [&](size_t w, size_t i) {
+    return dump_item(workers[w], out, (*tables)[items[i].table], items[i]);
+  });
   for (auto& t : *tables) out.progress().end_object(t.name);
   return first_error;
 }
@@ -634,27 +617,9 @@ Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts)
     if (auto st = session_for_restore(*c); !st) return st;
     conns.push_back(std::move(*c));
   }
-  std::atomic<size_t> next{0};
-  std::atomic<bool> abort{false};
-  std::mutex mu;
-  Status first_error;
-  auto work = [&](MysqlConnection& conn) {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= jobs.size() || abort) return;
-      auto st = restore_file(conn, in, *jobs[i].table, *jobs[i].file, opts.batch_rows);
-      if (!st) {
-        std::lock_guard lock(mu);
-        if (first_error) first_error = st;
-        abort = true;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t i = 1; i < conns.size(); ++i) pool.emplace_back(work, std::ref(conns[i]));
-  work(conns[0]);
-  for (auto& th : pool) th.join();
+  Status first_error = envkit::for_each_parallel(jobs.size(), conns.size(), [&](size_t w, size_t i) {
+    return restore_file(conns[w], in, *jobs[i].table, *jobs[i].file, opts.batch_rows);
+  });
   for (const auto& t : tables)
     if (in.progress) in.progress->end_object(t.object->name);
   if (!first_error) return first_error;

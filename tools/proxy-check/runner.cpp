@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -20,6 +19,7 @@
 #include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
+#include <envkit/worker_pool.hpp>
 #include "proxy-check/probes.hpp"
 
 namespace proxy_check {
@@ -210,23 +210,16 @@ ProbeResult check_target(const TargetSpec& t, const Group& group, const Config& 
 std::vector<ProbeResult> check_all(const std::vector<std::pair<const Group*, const TargetSpec*>>& targets,
                                    const Config& config) {
   std::vector<ProbeResult> results(targets.size());
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < targets.size(); i = next++) {
-      try {
-        results[i] = check_target(*targets[i].second, *targets[i].first, config);
-      } catch (const std::exception& e) {
-        results[i].state = State::unknown;
-        results[i].summary = std::string("internal error: ") + e.what();
-      }
+  // A target's failure is its result, never the pool's: every target is checked.
+  (void)envkit::for_each_parallel(targets.size(), config.concurrency, [&](size_t, size_t i) {
+    try {
+      results[i] = check_target(*targets[i].second, *targets[i].first, config);
+    } catch (const std::exception& e) {
+      results[i].state = State::unknown;
+      results[i].summary = std::string("internal error: ") + e.what();
     }
-  };
-  size_t n = std::min(config.concurrency, targets.size());
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
+    return envkit::Status{};
+  });
   return results;
 }
 
