@@ -499,25 +499,20 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
                     const FileEntry& f, size_t batch_rows) {
   auto reader = in.open(f);
   if (!reader) return reader.error();
-  std::string head = "INSERT INTO " + quote_identifier(t.object->name) + " (";
-  for (size_t i = 0; i < t.columns.size(); ++i)
-    head += (i ? ", " : "") + quote_identifier(t.columns[i].name);
-  head += ") VALUES ";
+  std::vector<std::string> names;
+  for (const auto& column : t.columns) names.push_back(column.name);
+  envkit::InsertBuilder insert(t.object->name, names, {}, batch_rows);
   RowDecoder decoder(t.columns, c);
-  std::string sql = head;
-  size_t in_batch = 0;
-  constexpr size_t kMaxStatement = 4 << 20;
   // Commits every 32 MiB of statements rather than every statement: a server that fsyncs
   // at each commit would otherwise spend its time there.
   constexpr size_t kCommitBytes = 32 << 20;
   size_t uncommitted = 0;
   if (auto st = c.execute("START TRANSACTION"); !st) return st;
   auto flush = [&]() -> Status {
-    if (in_batch == 0) return {};
+    if (insert.empty()) return {};
+    std::string sql = insert.take();
     auto st = c.execute(sql);
     uncommitted += sql.size();
-    sql = head;
-    in_batch = 0;
     if (!st) return st.error().context("restoring " + t.object->name);
     if (uncommitted >= kCommitBytes) {
       uncommitted = 0;
@@ -530,11 +525,12 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
     auto line = reader->next();
     if (!line) return line.error();
     if (!*line) break;
-    if (in_batch) sql += ',';
-    if (auto st = decoder.append_values(**line, sql); !st) return st.error().context(f.name);
-    if (++in_batch >= batch_rows || sql.size() >= kMaxStatement) {
+    if (auto st = decoder.append_values(**line, insert.next_row()); !st)
+      return st.error().context(f.name);
+    if (insert.full()) {
+      size_t rows = insert.rows();
       if (auto st = flush(); !st) return st;
-      if (in.progress) in.progress->advance(t.object->name, batch_rows, 0);
+      if (in.progress) in.progress->advance(t.object->name, rows, 0);
       if (envkit::stop_requested())
         return Error{Exit::temp_fail, "stopped by signal while restoring"};
     }

@@ -6,6 +6,7 @@
 
 #include <envkit/exit_status.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
@@ -336,6 +337,32 @@ std::string quote_identifier(std::string_view name) {
     out.push_back(c);
   }
   out.push_back('`');
+  return out;
+}
+
+InsertBuilder::InsertBuilder(std::string_view table, const std::vector<std::string>& columns,
+                             std::string tail, size_t max_rows, size_t max_bytes)
+    : tail_(std::move(tail)), max_rows_(std::max<size_t>(max_rows, 1)), max_bytes_(max_bytes) {
+  head_ = "INSERT INTO " + quote_identifier(table) + " (";
+  for (size_t i = 0; i < columns.size(); ++i) head_ += (i ? ", " : "") + quote_identifier(columns[i]);
+  head_ += ") VALUES ";
+}
+
+std::string& InsertBuilder::next_row() {
+  if (rows_ == 0) {
+    sql_ = head_;
+  } else {
+    sql_ += ", ";
+  }
+  ++rows_;
+  return sql_;
+}
+
+std::string InsertBuilder::take() {
+  std::string out = std::move(sql_);
+  if (rows_ > 0) out += tail_;
+  sql_.clear();
+  rows_ = 0;
   return out;
 }
 

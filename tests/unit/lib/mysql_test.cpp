@@ -371,3 +371,32 @@ TEST(LiveMysql, ThreadsOpenTheirOwnConnections) {
 
 }  // namespace
 }  // namespace envkit
+
+namespace envkit {
+namespace {
+
+TEST(InsertBuilder, StatementsAreBoundedByRowsAndBytesAndCarryTheTail) {
+  InsertBuilder insert("t`x", {"id", "v"}, " ON DUPLICATE KEY UPDATE `id` = `id`", 3, 50);
+  EXPECT_TRUE(insert.empty());
+  insert.next_row() += "(1, 'a')";
+  EXPECT_FALSE(insert.full());
+  insert.next_row() += "(2, 'b')";
+  EXPECT_EQ(insert.rows(), 2u);
+  EXPECT_TRUE(insert.full()) << "past 50 bytes";
+  EXPECT_EQ(insert.take(),
+            "INSERT INTO `t``x` (`id`, `v`) VALUES (1, 'a'), (2, 'b') ON DUPLICATE KEY UPDATE "
+            "`id` = `id`");
+  EXPECT_TRUE(insert.empty());
+  EXPECT_EQ(insert.take(), "") << "an empty builder has no statement to send";
+
+  InsertBuilder by_rows("t", {"id"}, {}, 2);
+  for (int i = 0; i < 2; ++i) by_rows.next_row() += "(" + std::to_string(i) + ")";
+  EXPECT_TRUE(by_rows.full());
+  EXPECT_EQ(by_rows.take(), "INSERT INTO `t` (`id`) VALUES (0), (1)");
+  by_rows.next_row() += "(2)";
+  EXPECT_FALSE(by_rows.full());
+  EXPECT_EQ(by_rows.take(), "INSERT INTO `t` (`id`) VALUES (2)");
+}
+
+}  // namespace
+}  // namespace envkit
