@@ -122,3 +122,34 @@ ids_of() { grep -o '"id":"[^"]*"' "$1" | cut -d'"' -f4 | sort; }
   run jq -r '.deliveries' "$BATS_TEST_TMPDIR/dead.jsonl"
   assert_output $'3\n3\n3\n3\n3'
 }
+
+@test "a Redis stream into MariaDB, the relay killed with SIGKILL five times: every entry stored, none pending" {
+  stream=s$BATS_TEST_NUMBER table=relay$BATS_TEST_NUMBER n=10000
+  mariadb_for mariadb envkit -e "CREATE TABLE $table (id VARCHAR(64) PRIMARY KEY, municipality VARCHAR(20), temperature DOUBLE)"
+  for ((i = 0; i < n; i++)); do
+    echo "XADD $stream * id e$i municipality m$((i % 7)) temperature $((i % 30)).5"
+  done | redis-cli -p "$REDIS_PORT" > /dev/null
+  from="redis://127.0.0.1:$REDIS_PORT/0?stream=$stream&group=relay&create=true&consumer=c1"
+  to="mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table"
+  stored() { mariadb_for mariadb -N -B envkit -e "SELECT COUNT(*) FROM $table"; }
+  for kill in 1 2 3 4 5; do
+    queue-relay --from "$from" --to "$to" --batch 20 --exit-when-idle 5s 2>>"$BATS_TEST_TMPDIR/err" &
+    pid=$!
+    # Killed at a random point of its progress: once a random share of the next sixth is stored.
+    target=$((kill * n / 6 + RANDOM % (n / 6)))
+    deadline=$((SECONDS + 60))
+    until (($(stored) >= target)) || ((SECONDS > deadline)); do sleep 0.05; done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+  done
+  # The kills did interrupt the relay: not everything is stored yet, or some is still pending.
+  stored_now=$(stored)
+  pending=$(redis-cli -p "$REDIS_PORT" xpending "$stream" relay | head -n 1)
+  echo "after the kills: $stored_now stored, $pending pending" >&3
+  ((stored_now < n || pending > 0))
+  run --separate-stderr queue-relay --from "$from" --to "$to" --batch 200 --exit-when-idle 1s --stats
+  assert_success
+  [ "$(stored)" -eq "$n" ]
+  run redis-cli -p "$REDIS_PORT" xpending "$stream" relay
+  [ "${lines[0]}" = "0" ]
+}
