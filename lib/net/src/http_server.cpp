@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/log.hpp>
 #include <envkit/socket.hpp>
 
@@ -442,7 +443,7 @@ void HttpServer::stop(std::chrono::milliseconds deadline) {
 
 Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, HttpHandler handler,
                                      HttpServerOptions options) {
-  if (!handler) return Error{Exit::software, "http server: no handler"};
+  if (!handler) return fail(Failure::internal, "http server: no handler");
   if (options.workers == 0) options.workers = 1;
   if (options.io_threads == 0) options.io_threads = 1;
   if (options.max_connections == 0) options.max_connections = 1;
@@ -486,7 +487,7 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
   if (impl->daemon == nullptr) {
     std::string where = impl->address;
     impl->shutdown(std::chrono::milliseconds(0));
-    return Error{Exit::software, "http server on " + where + ": libmicrohttpd would not start"};
+    return fail(Failure::internal, "http server on " + where + ": libmicrohttpd would not start");
   }
   log_debug("http server: listening on " + impl->address);
   return HttpServer(std::move(impl));
@@ -495,8 +496,8 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
 Result<HttpServer> HttpServer::start(const Url& url, HttpHandler handler,
                                      HttpServerOptions options) {
   if (url.scheme != "http" || url.hosts.size() != 1) {
-    return Error{Exit::usage, "http server: cannot listen on '" + url.redacted() +
-                                  "': expected http://HOST:PORT"};
+    return fail(Failure::usage, "http server: cannot listen on '" + url.redacted() +
+                                  "': expected http://HOST:PORT");
   }
   return start(url.hosts[0].host, url.port_or_default(), std::move(handler), std::move(options));
 }
