@@ -78,7 +78,8 @@ struct HttpServerOptions {
   std::chrono::milliseconds idle_timeout{30000};
   /// From accepting a connection, or from finishing the previous reply on it, to having
   /// read the next request whole (headers and body): a client that trickles bytes to stay
-  /// under idle_timeout is cut off here. Checked about every 100 ms. Time in a handler does
+  /// under idle_timeout is cut off here (and a kept-alive connection with no request, if
+  /// this is the shorter of the two). Checked about every 100 ms. Time in a handler does
   /// not count.
   std::chrono::milliseconds read_timeout{60000};
 };
