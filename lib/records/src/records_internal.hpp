@@ -26,6 +26,8 @@ Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url);
 /// redis://...?stream=S&group=G (a consumer group) or ?list=L (a reliable queue): see the
 /// registry's parameter text and redis_source.cpp.
 Result<std::unique_ptr<Source>> open_redis_source(const Url& url, const SourceOptions& options);
+/// http://HOST:PORT/PATH: HTTP ingest (records POSTed, answered once settled).
+Result<std::unique_ptr<Source>> open_http_source(const Url& url, const SourceOptions& options);
 /// "-" (stdin) or file:PATH, JSON Lines.
 Result<std::unique_ptr<Source>> open_stream_source(const Url& url);
 
