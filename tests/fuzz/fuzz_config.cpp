@@ -7,7 +7,7 @@
 #include <sstream>
 #include <string>
 
-#include "envkit/options.hpp"
+#include <envkit/options.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int fd = memfd_create("envkit-config", MFD_CLOEXEC);

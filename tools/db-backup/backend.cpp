@@ -1,6 +1,6 @@
 // The backend-independent half of the seam: data files (JSON Lines, gzip/zstd, SHA-256 over
 // the stored bytes), the manifest, and BackupWriter's bookkeeping.
-#include "backend.hpp"
+#include "db-backup/backend.hpp"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -15,9 +15,9 @@
 #include <cstring>
 #include <map>
 
-#include "envkit/durable_file.hpp"
-#include "envkit/log.hpp"
-#include "envkit/signals.hpp"
+#include <envkit/durable_file.hpp>
+#include <envkit/log.hpp>
+#include <envkit/signals.hpp>
 
 namespace db_backup {
 

@@ -31,10 +31,10 @@
 #include <string_view>
 #include <vector>
 
-#include "envkit/connection.hpp"
-#include "envkit/json.hpp"
-#include "envkit/result.hpp"
-#include "envkit/url.hpp"
+#include <envkit/connection.hpp>
+#include <envkit/json.hpp>
+#include <envkit/result.hpp>
+#include <envkit/url.hpp>
 
 namespace db_backup {
 

@@ -1,5 +1,5 @@
 // make_backend(): the one table from URL scheme to backend. A new backend adds one line here.
-#include "backend.hpp"
+#include "db-backup/backend.hpp"
 
 namespace db_backup {
 

@@ -1,5 +1,5 @@
 // Backup directories: listing, locating the latest complete one, the lock, GFS retention.
-#include "backup_set.hpp"
+#include "db-backup/backup_set.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <map>
 
-#include "envkit/durable_file.hpp"
+#include <envkit/durable_file.hpp>
 
 namespace db_backup {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "backend.hpp"
+#include "db-backup/backend.hpp"
 
 namespace db_backup {
 

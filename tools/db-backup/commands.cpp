@@ -8,17 +8,17 @@
 #include <set>
 #include <sstream>
 
-#include "backend.hpp"
-#include "backup_set.hpp"
-#include "db_backup_progress.hpp"
-#include "db_backup_run.hpp"
-#include "envkit/durable_file.hpp"
-#include "envkit/jsonl.hpp"
-#include "envkit/log.hpp"
-#include "envkit/metrics.hpp"
-#include "envkit/signals.hpp"
-#include "envkit/timefmt.hpp"
-#include "record_index.hpp"
+#include "db-backup/backend.hpp"
+#include "db-backup/backup_set.hpp"
+#include "db-backup/progress.hpp"
+#include "db-backup/run.hpp"
+#include <envkit/durable_file.hpp>
+#include <envkit/jsonl.hpp>
+#include <envkit/log.hpp>
+#include <envkit/metrics.hpp>
+#include <envkit/signals.hpp>
+#include <envkit/timefmt.hpp>
+#include "db-backup/record_index.hpp"
 
 namespace db_backup {
 

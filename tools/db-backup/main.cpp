@@ -2,10 +2,10 @@
 // diff, list, prune.
 #include <iostream>
 
-#include "db_backup_config.hpp"
-#include "db_backup_run.hpp"
-#include "envkit/log.hpp"
-#include "envkit/signals.hpp"
+#include "db-backup/config.hpp"
+#include "db-backup/run.hpp"
+#include <envkit/log.hpp>
+#include <envkit/signals.hpp>
 
 int main(int argc, char** argv) {
   envkit::install_stop_handlers();

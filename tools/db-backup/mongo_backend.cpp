@@ -9,13 +9,13 @@
 // the manifest's warnings and not dumped.
 #include <algorithm>
 
-#include "mongo_backend.hpp"
+#include "db-backup/mongo_backend.hpp"
 
-#include "backend.hpp"
-#include "envkit/log.hpp"
-#include "envkit/mongo.hpp"
-#include "envkit/signals.hpp"
-#include "record_index.hpp"
+#include "db-backup/backend.hpp"
+#include <envkit/log.hpp>
+#include <envkit/mongo.hpp>
+#include <envkit/signals.hpp>
+#include "db-backup/record_index.hpp"
 
 namespace db_backup {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "envkit/result.hpp"
+#include <envkit/result.hpp>
 
 namespace db_backup {
 

@@ -25,13 +25,13 @@
 #include <map>
 #include <thread>
 
-#include "backend.hpp"
-#include "envkit/log.hpp"
-#include "envkit/mysql.hpp"
-#include "envkit/signals.hpp"
-#include "envkit/timefmt.hpp"
-#include "mysql_rows.hpp"
-#include "record_index.hpp"
+#include "db-backup/backend.hpp"
+#include <envkit/log.hpp>
+#include <envkit/mysql.hpp>
+#include <envkit/signals.hpp>
+#include <envkit/timefmt.hpp>
+#include "db-backup/mysql_rows.hpp"
+#include "db-backup/record_index.hpp"
 
 namespace db_backup {
 

@@ -1,5 +1,5 @@
 // Typed JSON encoding of MySQL values (dump) and SQL literals from records (restore).
-#include "mysql_rows.hpp"
+#include "db-backup/mysql_rows.hpp"
 
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
@@ -9,8 +9,8 @@
 #include <charconv>
 #include <cstring>
 
-#include "backend.hpp"
-#include "envkit/json.hpp"
+#include "db-backup/backend.hpp"
+#include <envkit/json.hpp>
 
 namespace db_backup {
 

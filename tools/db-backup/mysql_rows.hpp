@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "envkit/mysql.hpp"
-#include "envkit/result.hpp"
+#include <envkit/mysql.hpp>
+#include <envkit/result.hpp>
 
 namespace db_backup {
 

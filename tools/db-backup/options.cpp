@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <iostream>
 
-#include "db_backup_config.hpp"
+#include "db-backup/config.hpp"
 
 namespace db_backup {
 

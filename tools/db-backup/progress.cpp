@@ -3,8 +3,8 @@
 
 #include <cstdio>
 
-#include "db_backup_progress.hpp"
-#include "envkit/log.hpp"
+#include "db-backup/progress.hpp"
+#include <envkit/log.hpp>
 
 namespace db_backup {
 

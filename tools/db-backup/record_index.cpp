@@ -1,7 +1,7 @@
 // RecordIndex: keyed and multiset comparison of record streams.
-#include "record_index.hpp"
+#include "db-backup/record_index.hpp"
 
-#include "envkit/json.hpp"
+#include <envkit/json.hpp>
 
 namespace db_backup {
 

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backend.hpp"
+#include "db-backup/backend.hpp"
 
 namespace db_backup {
 

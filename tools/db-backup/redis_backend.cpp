@@ -12,11 +12,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "backend.hpp"
-#include "envkit/log.hpp"
-#include "envkit/redis.hpp"
-#include "envkit/signals.hpp"
-#include "redis_records.hpp"
+#include "db-backup/backend.hpp"
+#include <envkit/log.hpp>
+#include <envkit/redis.hpp>
+#include <envkit/signals.hpp>
+#include "db-backup/redis_records.hpp"
 
 namespace db_backup {
 namespace {

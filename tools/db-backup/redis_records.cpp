@@ -1,7 +1,7 @@
 // db-backup's Redis record format: encode and decode, pure (no server), see redis_records.hpp.
-#include "redis_records.hpp"
+#include "db-backup/redis_records.hpp"
 
-#include "backend.hpp"
+#include "db-backup/backend.hpp"
 
 #include <array>
 #include <cmath>

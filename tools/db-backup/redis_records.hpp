@@ -30,8 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "envkit/json.hpp"
-#include "envkit/result.hpp"
+#include <envkit/json.hpp>
+#include <envkit/result.hpp>
 
 namespace db_backup::redis_records {
 

@@ -4,8 +4,8 @@
 // bounded by the deadline, and a hostile peer's frame sizes are checked before allocating.
 #include <cstring>
 
-#include "envkit/bytes.hpp"
-#include "probes.hpp"
+#include <envkit/bytes.hpp>
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

@@ -5,7 +5,7 @@
 #include <cctype>
 #include <cstdio>
 
-#include "probes.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

@@ -4,8 +4,8 @@
 // small, bounded by the deadline, and checked byte by byte.
 #include <cstring>
 
-#include "envkit/bytes.hpp"
-#include "probes.hpp"
+#include <envkit/bytes.hpp>
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

@@ -1,10 +1,10 @@
 // proxy-check: protocol-speaking health checks of proxies, tunnels and load-balanced targets.
 #include <iostream>
 
-#include "proxy_check_config.hpp"
-#include "envkit/log.hpp"
-#include "envkit/signals.hpp"
-#include "runner.hpp"
+#include "proxy-check/config.hpp"
+#include <envkit/log.hpp>
+#include <envkit/signals.hpp>
+#include "proxy-check/runner.hpp"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "envkit/bytes.hpp"
-#include "probe.hpp"
-#include "probes.hpp"
+#include <envkit/bytes.hpp>
+#include "proxy-check/probe.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 namespace {

@@ -1,6 +1,6 @@
 // probe_mysql: the MySQL/MariaDB client protocol spoken by hand over envkit::Stream, so the
 // greeting can be read without logging in, each phase timed, and a hostile server bounded.
-#include "mysql_probe.hpp"
+#include "proxy-check/mysql_probe.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <memory>
 
-#include "envkit/bytes.hpp"
-#include "probe.hpp"
-#include "probes.hpp"
+#include <envkit/bytes.hpp>
+#include "proxy-check/probe.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 namespace mysql {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "envkit/result.hpp"
+#include <envkit/result.hpp>
 
 namespace proxy_check::mysql {
 

@@ -3,8 +3,8 @@
 
 #include <iostream>
 
-#include "proxy_check_config.hpp"
-#include "probes.hpp"
+#include "proxy-check/config.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

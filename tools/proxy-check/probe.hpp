@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "envkit/connection.hpp"
-#include "envkit/socket.hpp"
-#include "envkit/url.hpp"
+#include <envkit/connection.hpp>
+#include <envkit/socket.hpp>
+#include <envkit/url.hpp>
 
 namespace proxy_check {
 

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <ctime>
 
-#include "envkit/timefmt.hpp"
-#include "probes.hpp"
+#include <envkit/timefmt.hpp>
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

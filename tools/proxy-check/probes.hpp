@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "envkit/socket.hpp"
-#include "probe.hpp"
+#include <envkit/socket.hpp>
+#include "proxy-check/probe.hpp"
 
 namespace proxy_check {
 

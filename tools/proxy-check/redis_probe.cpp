@@ -1,7 +1,7 @@
 // redis:// (and Valkey): AUTH, PING, INFO server spoken as RESP by hand over envkit::Stream:
 // exact phases, TLS through the shared stream (hiredis 0.14 has none), and a hostile server
 // bounded in bytes and time.
-#include "probes.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

@@ -1,6 +1,6 @@
 // Running checks: worker pool, --via, --expect closed, health thresholds and the state file,
 // group verdicts, and the outputs.
-#include "runner.hpp"
+#include "proxy-check/runner.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -13,13 +13,13 @@
 #include <iostream>
 #include <thread>
 
-#include "envkit/durable_file.hpp"
-#include "envkit/json.hpp"
-#include "envkit/log.hpp"
-#include "envkit/metrics.hpp"
-#include "envkit/signals.hpp"
-#include "envkit/timefmt.hpp"
-#include "probes.hpp"
+#include <envkit/durable_file.hpp>
+#include <envkit/json.hpp>
+#include <envkit/log.hpp>
+#include <envkit/metrics.hpp>
+#include <envkit/signals.hpp>
+#include <envkit/timefmt.hpp>
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

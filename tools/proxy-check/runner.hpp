@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy_check_config.hpp"
-#include "probe.hpp"
+#include "proxy-check/config.hpp"
+#include "proxy-check/probe.hpp"
 
 namespace proxy_check {
 

@@ -1,5 +1,5 @@
 // tcp:// (connect, optional ?send=...&expect=...) and tls:// (handshake and certificate).
-#include "probes.hpp"
+#include "proxy-check/probes.hpp"
 
 namespace proxy_check {
 

@@ -1,5 +1,5 @@
 // Cities: the built-in lists and the parsers for --city and --cities FILE.
-#include "cities.hpp"
+#include "sensor-push/cities.hpp"
 
 #include <yaml-cpp/yaml.h>
 

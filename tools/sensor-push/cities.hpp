@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "envkit/result.hpp"
+#include <envkit/result.hpp>
 
 namespace sensor_push {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "envkit/connection.hpp"
-#include "envkit/options.hpp"
+#include <envkit/connection.hpp>
+#include <envkit/options.hpp>
 
 namespace sensor_push {
 

@@ -1,10 +1,10 @@
 // sensor-push: weather readings from Open-Meteo or a simulator, pushed to any sink.
 #include <iostream>
 
-#include "config.hpp"
-#include "envkit/log.hpp"
-#include "envkit/signals.hpp"
-#include "push.hpp"
+#include "sensor-push/config.hpp"
+#include <envkit/log.hpp>
+#include <envkit/signals.hpp>
+#include "sensor-push/push.hpp"
 
 int main(int argc, char** argv) {
   envkit::install_stop_handlers();

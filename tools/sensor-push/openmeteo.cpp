@@ -1,13 +1,13 @@
 // Open-Meteo: URLs, response parsing, and a fetch loop with retries, backoff and pacing.
-#include "openmeteo.hpp"
+#include "sensor-push/openmeteo.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
-#include "envkit/json.hpp"
-#include "envkit/log.hpp"
-#include "envkit/signals.hpp"
+#include <envkit/json.hpp>
+#include <envkit/log.hpp>
+#include <envkit/signals.hpp>
 
 namespace sensor_push {
 

@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-#include "cities.hpp"
-#include "envkit/http.hpp"
-#include "reading.hpp"
+#include "sensor-push/cities.hpp"
+#include <envkit/http.hpp>
+#include "sensor-push/reading.hpp"
 
 namespace sensor_push {
 

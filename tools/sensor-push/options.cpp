@@ -1,7 +1,7 @@
 // sensor-push's options: declared once, bound to Config, cross-checked in check_config().
 #include <iostream>
 
-#include "config.hpp"
+#include "sensor-push/config.hpp"
 
 namespace sensor_push {
 

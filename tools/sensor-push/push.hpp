@@ -1,8 +1,8 @@
 // sensor-push's run: cities and a source in, records out to every sink, by mode.
 #pragma once
 
-#include "config.hpp"
-#include "envkit/result.hpp"
+#include "sensor-push/config.hpp"
+#include <envkit/result.hpp>
 
 namespace sensor_push {
 

@@ -1,9 +1,9 @@
 // Readings to JSON records: ids, units, WMO words and field mappings.
-#include "reading.hpp"
+#include "sensor-push/reading.hpp"
 
 #include <algorithm>
 
-#include "envkit/json.hpp"
+#include <envkit/json.hpp>
 
 namespace sensor_push {
 

@@ -7,9 +7,9 @@
 #include <string_view>
 #include <vector>
 
-#include "envkit/result.hpp"
-#include "envkit/sink.hpp"
-#include "envkit/timefmt.hpp"
+#include <envkit/result.hpp>
+#include <envkit/sink.hpp>
+#include <envkit/timefmt.hpp>
 
 namespace sensor_push {
 

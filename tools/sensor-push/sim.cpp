@@ -1,5 +1,5 @@
 // The simulator: a tropical lapse-rate climate with a daily cycle and seeded noise.
-#include "sim.hpp"
+#include "sensor-push/sim.hpp"
 
 #include <algorithm>
 #include <cmath>

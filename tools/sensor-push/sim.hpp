@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "cities.hpp"
-#include "reading.hpp"
+#include "sensor-push/cities.hpp"
+#include "sensor-push/reading.hpp"
 
 namespace sensor_push {
 

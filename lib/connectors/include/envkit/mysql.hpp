@@ -1,0 +1,144 @@
+// MySQL/MariaDB connector: one RAII connection per thread, bounded by timeouts, with streamed
+// results.
+#pragma once
+
+#include <mysql.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <envkit/connection.hpp>
+#include <envkit/result.hpp>
+#include <envkit/url.hpp>
+
+namespace envkit {
+
+namespace detail {
+struct MysqlCloser {
+  void operator()(MYSQL* mysql) const;
+};
+struct MysqlResultFreer {
+  void operator()(MYSQL_RES* result) const;
+};
+}  // namespace detail
+
+/// How query() hands out rows.
+enum class Fetch {
+  buffered,  ///< the whole result is read into client memory first (mysql_store_result)
+  streamed,  ///< rows are read from the socket one at a time: memory stays flat (mysql_use_result)
+};
+
+/// One column of a result set.
+struct MysqlField {
+  std::string name;
+  enum_field_types type = MYSQL_TYPE_NULL;
+  unsigned int flags = 0;  ///< NOT_NULL_FLAG, UNSIGNED_FLAG, ... from mysql_com.h
+  bool binary = false;     ///< binary collation (BLOB, BINARY, VARBINARY): bytes, not text
+};
+
+/// The rows of one query. Belongs to the connection that ran it and must be destroyed (or
+/// read to the end) before that connection runs anything else; it must not outlive it.
+/// Destroying a streamed result early reads and discards the rows left on the wire (the
+/// protocol has no other way back to a usable session), so abandon a huge one by closing
+/// the connection instead.
+class MysqlResult {
+ public:
+  MysqlResult(MysqlResult&&) noexcept = default;
+  MysqlResult& operator=(MysqlResult&&) noexcept = default;
+
+  /// The columns; empty for a statement that returns no rows (INSERT, SET, ...).
+  const std::vector<MysqlField>& fields() const { return fields_; }
+  size_t column_count() const { return fields_.size(); }
+
+  /// Moves to the next row: true when one is ready, false at the end of the rows. A
+  /// connection lost or killed part-way is an Error, never a silently short result.
+  Result<bool> next_row();
+
+  /// Column `i` of the current row, binary-safe; nullopt for SQL NULL. The view stays valid
+  /// until the next call to next_row().
+  std::optional<std::string_view> value(size_t i) const;
+  bool is_null(size_t i) const { return !value(i).has_value(); }
+
+  /// Rows handed out by next_row() so far.
+  uint64_t rows_read() const { return rows_read_; }
+
+ private:
+  friend class MysqlConnection;
+  MysqlResult(MYSQL* mysql, MYSQL_RES* result, std::string endpoint);
+
+  MYSQL* mysql_ = nullptr;  // not owned: the connection that produced the result
+  std::unique_ptr<MYSQL_RES, detail::MysqlResultFreer> result_;
+  std::string endpoint_;  // redacted URL, for error messages
+  std::vector<MysqlField> fields_;
+  MYSQL_ROW row_ = nullptr;
+  unsigned long* lengths_ = nullptr;
+  uint64_t rows_read_ = 0;
+  bool done_ = false;
+};
+
+/// An open session with a MySQL or MariaDB server. Not thread-safe: give each thread its own.
+///
+/// URL: mysql://user[:password]@host[:port]/database with optional parameters
+///   socket=PATH       connect over a Unix socket instead of TCP
+///   time-zone=ZONE    SET time_zone for the session ("America/Bogota", "-05:00")
+///   tls=true|false, tls-ca=FILE, tls-cert=FILE, tls-key=FILE, tls-insecure=true
+///                     override the TlsOptions given to connect()
+/// "localhost" is reached over TCP like any other host name (the C client would silently
+/// use its default socket instead). Other parameters are ignored: they belong to the caller.
+/// The client library counts timeouts in whole seconds: they are rounded up.
+class MysqlConnection {
+ public:
+  /// Connects, authenticates, selects the database and sets the session up (utf8mb4,
+  /// time zone). Errors: Exit::unavailable when the server cannot be reached or does not
+  /// answer within the connect timeout; Exit::config for refused credentials, an unknown
+  /// database or time zone, or a TLS setup the server rejects.
+  static Result<MysqlConnection> connect(const Url& url, const ConnectionOptions& options);
+
+  MysqlConnection(MysqlConnection&&) noexcept = default;
+  MysqlConnection& operator=(MysqlConnection&&) noexcept = default;
+
+  /// Runs one statement and discards any rows it returns.
+  Status execute(std::string_view sql);
+  /// Runs one statement and returns the number of rows it changed.
+  Result<uint64_t> execute_affected(std::string_view sql);
+  /// Runs one statement that returns rows. With Fetch::streamed, nothing else may run on
+  /// this connection until the result is read to the end or destroyed.
+  Result<MysqlResult> query(std::string_view sql, Fetch mode = Fetch::buffered);
+
+  /// `s` as an SQL string literal, quotes included, escaped for this session's character
+  /// set and SQL mode (NO_BACKSLASH_ESCAPES is honoured).
+  std::string quote_string(std::string_view s) const;
+
+  /// "10.11.6-MariaDB-0+deb12u1"
+  std::string server_version() const;
+  /// The server's id for this session (what KILL takes).
+  unsigned long thread_id() const;
+  /// The URL with its password replaced by "***", for messages.
+  const std::string& endpoint() const { return endpoint_; }
+  /// The C handle, for calls this class does not wrap. Owned by the connection.
+  MYSQL* handle() const { return mysql_.get(); }
+
+ private:
+  MysqlConnection(std::unique_ptr<MYSQL, detail::MysqlCloser> mysql, std::string endpoint,
+                  ConnectionOptions options);
+  Error last_error(std::string_view what) const;
+  Status run(std::string_view sql);
+
+  std::unique_ptr<MYSQL, detail::MysqlCloser> mysql_;
+  std::string endpoint_;
+  ConnectionOptions options_;
+};
+
+/// `name` as an SQL identifier: in backticks, with backticks inside doubled.
+std::string quote_identifier(std::string_view name);
+
+/// The exit status for a client or server error number (mysql_errno()): unreachable or
+/// lost servers are Exit::unavailable, refused credentials Exit::config, lock waits and
+/// deadlocks Exit::temp_fail, other server errors Exit::data, client misuse Exit::software.
+Exit mysql_error_exit(unsigned int error_number);
+
+}  // namespace envkit

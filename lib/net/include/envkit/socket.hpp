@@ -1,0 +1,108 @@
+// Byte streams over TCP, plain or TLS (OpenSSL), with a deadline on every call: what
+// protocol probes and hand-written protocol clients speak through.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <envkit/connection.hpp>
+#include <envkit/result.hpp>
+
+namespace envkit {
+
+/// The moment by which a call must have finished; every Stream call takes one.
+using Deadline = std::chrono::steady_clock::time_point;
+
+/// A deadline `timeout` from now.
+inline Deadline deadline_in(std::chrono::milliseconds timeout) {
+  return std::chrono::steady_clock::now() + timeout;
+}
+
+/// The leaf certificate a TLS peer presented.
+struct PeerCertificate {
+  std::string subject;                 ///< one line, RFC 2253 ("CN=db.example,O=Example")
+  std::string issuer;                  ///< one line, RFC 2253
+  std::vector<std::string> dns_names;  ///< subjectAltName DNS entries
+  std::chrono::system_clock::time_point not_before;
+  std::chrono::system_clock::time_point not_after;
+};
+
+/// What a TLS handshake established. The handshake completes even when the peer's
+/// certificate cannot be trusted, so that an expired or misnamed certificate can still be
+/// reported: whoever needs trust checks `verified`.
+struct TlsSessionInfo {
+  std::string version;       ///< "TLSv1.3"
+  std::string cipher;        ///< "TLS_AES_256_GCM_SHA384"
+  bool verified = false;     ///< chain trusted (TlsOptions::ca_file or the system store)
+                             ///< and name matched (server_name, else the host dialled)
+  std::string verify_error;  ///< why not verified: "certificate has expired", "hostname
+                             ///< mismatch", ...; empty when verified
+  std::optional<PeerCertificate> certificate;  ///< the leaf; nullopt if the peer sent none
+  int chain_length = 0;      ///< certificates the peer sent
+};
+
+namespace detail {
+struct SslCtxFreer {
+  void operator()(SSL_CTX* ctx) const;
+};
+struct SslFreer {
+  void operator()(SSL* ssl) const;
+};
+}  // namespace detail
+
+/// One connected TCP stream, optionally upgraded to TLS. Move-only; closes on destruction.
+/// Not thread-safe.
+class Stream {
+ public:
+  /// Resolves `host` and connects. Errors: Exit::config when the name does not resolve;
+  /// Exit::unavailable when the connection is refused or the host unreachable (message
+  /// "connection refused", ...); Exit::temp_fail when the deadline passes first (message
+  /// "timed out ..."). The message never has a "host:port: " prefix: callers add context.
+  static Result<Stream> connect(const std::string& host, uint16_t port, Deadline deadline);
+
+  Stream(Stream&& other) noexcept;
+  Stream& operator=(Stream&& other) noexcept;
+  ~Stream();
+
+  /// Reads what is available, at most `size` bytes, waiting until the deadline for at least
+  /// one. Returns 0 when the peer closed the stream. Errors: Exit::temp_fail on timeout,
+  /// Exit::unavailable on a reset or TLS failure.
+  Result<size_t> read_some(char* buffer, size_t size, Deadline deadline);
+  /// Reads exactly `size` bytes; the peer closing first is an Error (Exit::unavailable,
+  /// "connection closed after N of M bytes").
+  Status read_exact(char* buffer, size_t size, Deadline deadline);
+  /// Writes all of `data`.
+  Status write_all(std::string_view data, Deadline deadline);
+
+  /// Starts TLS on this connection: at once for tls:// and https, or in the middle of a
+  /// protocol that negotiates it (MySQL's SSLRequest). SNI and the name checked are
+  /// `options.server_name` when set, else `host`. Completes even when verification fails
+  /// (see TlsSessionInfo); errors are handshake failures (Exit::unavailable), timeouts
+  /// (Exit::temp_fail) and unreadable CA/certificate/key files (Exit::config).
+  Result<TlsSessionInfo> start_tls(const TlsOptions& options, const std::string& host,
+                                   Deadline deadline);
+
+  bool is_tls() const { return ssl_ != nullptr; }
+  /// The address actually connected to, "127.0.0.1:3306" or "[::1]:3306".
+  const std::string& peer() const { return peer_; }
+  /// Half-closes the sending side (sends FIN, or TLS close_notify then FIN).
+  void shutdown_write();
+
+ private:
+  Stream(int fd, std::string peer);
+  void close();
+
+  int fd_ = -1;
+  std::string peer_;
+  std::unique_ptr<SSL_CTX, detail::SslCtxFreer> ctx_;
+  std::unique_ptr<SSL, detail::SslFreer> ssl_;
+};
+
+}  // namespace envkit

@@ -1,0 +1,149 @@
+// Redis sink: each record under a key made from a template, as a string, hash, list entry
+// or stream entry, with an optional TTL; one pipeline a batch.
+#include <climits>
+
+#include <envkit/redis.hpp>
+#include "records_internal.hpp"
+
+namespace envkit {
+namespace {
+
+enum class RedisType { string, hash, list, stream };
+
+class RedisSink : public Sink {
+ public:
+  RedisSink(Url url, SinkOptions options, std::string key, RedisType type, long ttl, long maxlen)
+      : url_(std::move(url)), options_(std::move(options)), key_(std::move(key)), type_(type), ttl_(ttl),
+        maxlen_(maxlen) {
+    // Strings and lists store the record as it is; when the key needs nothing but {id} too,
+    // no record has to be parsed at all.
+    std::string rest = key_;
+    for (size_t at; (at = rest.find("{id}")) != std::string::npos;) rest.erase(at, 4);
+    needs_parse_ = type_ == RedisType::hash || type_ == RedisType::stream || rest.find('{') != std::string::npos;
+  }
+
+  std::string name() const override { return url_.redacted(); }
+
+  Result<std::vector<Delivery>> write(std::span<const Record> batch) override {
+    std::vector<Delivery> out(batch.size());
+    std::vector<std::vector<std::string>> commands;
+    std::vector<std::pair<size_t, size_t>> owner;  // record index, number of commands it owns
+    JsonDocument doc;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!needs_parse_) {
+        std::string key = key_;
+        for (size_t at; (at = key.find("{id}")) != std::string::npos;) key.replace(at, 4, batch[i].id);
+        size_t before = commands.size();
+        add_commands(key, batch[i].json, doc, commands);
+        owner.emplace_back(i, commands.size() - before);
+        continue;
+      }
+      doc.SetNull();
+      doc.GetAllocator().Clear();  // one Document for the batch: drop the last record's values
+      doc.Parse<rapidjson::kParseFullPrecisionFlag>(batch[i].json.data(), batch[i].json.size());
+      if (doc.HasParseError() || !doc.IsObject()) {
+        out[i] = {Outcome::rejected, "not a JSON object"};
+        continue;
+      }
+      auto key = expand_template(key_, doc);
+      if (!key) {
+        out[i] = {Outcome::rejected, key.error().message};
+        continue;
+      }
+      size_t before = commands.size();
+      add_commands(*key, batch[i].json, doc, commands);
+      owner.emplace_back(i, commands.size() - before);
+    }
+    if (commands.empty()) return out;
+    if (!conn_) {
+      auto c = RedisConnection::connect(url_, options_.connection);
+      if (!c) return c.error();
+      conn_ = std::make_unique<RedisConnection>(std::move(*c));
+    }
+    auto replies = conn_->pipeline(commands);
+    if (!replies) {
+      conn_.reset();  // reconnect on the next batch
+      return replies.error();
+    }
+    size_t r = 0;
+    for (const auto& [i, n] : owner) {
+      out[i] = {Outcome::durable, {}};
+      for (size_t k = 0; k < n; ++k, ++r) {
+        const RedisReply& reply = (*replies)[r];
+        if (reply.type == RedisReply::Type::error) out[i] = {Outcome::rejected, reply.str};
+      }
+    }
+    return out;
+  }
+
+ private:
+  void add_commands(const std::string& key, const std::string& json, const JsonValue& doc,
+                    std::vector<std::vector<std::string>>& commands) {
+    auto fields = [&](std::vector<std::string>& cmd) {
+      for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
+        cmd.emplace_back(m->name.GetString(), m->name.GetStringLength());
+        cmd.push_back(m->value.IsString() ? std::string(m->value.GetString(), m->value.GetStringLength())
+                                          : to_json(m->value));
+      }
+    };
+    switch (type_) {
+      case RedisType::string:
+        if (ttl_ > 0) commands.push_back({"SET", key, json, "EX", std::to_string(ttl_)});
+        else commands.push_back({"SET", key, json});
+        return;
+      case RedisType::hash: {
+        std::vector<std::string> cmd{"HSET", key};
+        fields(cmd);
+        commands.push_back(std::move(cmd));
+        break;
+      }
+      case RedisType::list:
+        commands.push_back({"RPUSH", key, json});
+        if (maxlen_ > 0) commands.push_back({"LTRIM", key, std::to_string(-maxlen_), "-1"});
+        break;
+      case RedisType::stream: {
+        std::vector<std::string> cmd{"XADD", key};
+        if (maxlen_ > 0) {
+          cmd.insert(cmd.end(), {"MAXLEN", "~", std::to_string(maxlen_)});
+        }
+        cmd.push_back("*");
+        fields(cmd);
+        commands.push_back(std::move(cmd));
+        break;
+      }
+    }
+    if (ttl_ > 0) commands.push_back({"EXPIRE", key, std::to_string(ttl_)});
+  }
+
+  Url url_;
+  SinkOptions options_;
+  std::string key_;
+  RedisType type_;
+  long ttl_, maxlen_;
+  bool needs_parse_ = true;
+  std::unique_ptr<RedisConnection> conn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& options) {
+  auto key = url.param("key");
+  if (!key || key->empty()) {
+    return Error{Exit::usage, url.redacted() + ": name the key: ?key=TEMPLATE (e.g. weather:{city})"};
+  }
+  std::string t = url.param("type").value_or("string");
+  RedisType type;
+  if (t == "string") type = RedisType::string;
+  else if (t == "hash") type = RedisType::hash;
+  else if (t == "list") type = RedisType::list;
+  else if (t == "stream") type = RedisType::stream;
+  else return Error{Exit::usage, url.redacted() + ": type must be string, hash, list or stream"};
+  auto ttl = int_param(url, "ttl", 0, 0, LONG_MAX);
+  if (!ttl) return ttl.error();
+  auto maxlen = int_param(url, "maxlen", 0, 0, LONG_MAX);
+  if (!maxlen) return maxlen.error();
+  std::string k = *key;
+  return std::unique_ptr<Sink>(new RedisSink(std::move(url), options, k, type, *ttl, *maxlen));
+}
+
+}  // namespace envkit

@@ -1,0 +1,115 @@
+// The connector registry: the one table of schemes, and open_source()/open_sink() over it.
+#include <envkit/registry.hpp>
+
+#include <functional>
+
+#include <envkit/amqp.hpp>
+#include <envkit/kafka.hpp>
+
+#include "records_internal.hpp"
+
+namespace envkit {
+namespace {
+
+// Opens the real sink on the first write, so that a broker that is down at start-up is
+// spooled for like any other outage; a failed open is tried again on the next write.
+class LazySink : public Sink {
+ public:
+  using Opener = std::function<Result<std::unique_ptr<Sink>>()>;
+  LazySink(std::string name, Opener open) : name_(std::move(name)), open_(std::move(open)) {}
+
+  std::string name() const override { return name_; }
+  Result<std::vector<Delivery>> write(std::span<const Record> batch) override {
+    if (!inner_) {
+      auto sink = open_();
+      if (!sink) return sink.error();
+      inner_ = std::move(*sink);
+    }
+    return inner_->write(batch);
+  }
+
+ private:
+  std::string name_;
+  Opener open_;
+  std::unique_ptr<Sink> inner_;
+};
+
+Result<std::unique_ptr<Sink>> lazy_amqp_sink(const Url& url, const SinkOptions& options) {
+  if (auto settings = amqp_settings(url, options.connection); !settings) return settings.error();
+  ConnectionOptions c = options.connection;
+  return std::unique_ptr<Sink>(new LazySink(url.redacted(), [url, c] { return open_amqp_sink(url, c); }));
+}
+
+Result<std::unique_ptr<Sink>> lazy_kafka_sink(const Url& url, const SinkOptions& options) {
+  if (auto settings = kafka_settings(url, options.connection); !settings) return settings.error();
+  ConnectionOptions c = options.connection;
+  return std::unique_ptr<Sink>(new LazySink(url.redacted(), [url, c] { return open_kafka_sink(url, c); }));
+}
+
+Result<std::unique_ptr<Sink>> stream_sink(const Url& url, const SinkOptions&) { return open_stream_sink(url); }
+Result<std::unique_ptr<Sink>> mysql_sink(const Url& url, const SinkOptions& o) { return open_mysql_sink(url, o); }
+Result<std::unique_ptr<Sink>> redis_sink(const Url& url, const SinkOptions& o) { return open_redis_sink(url, o); }
+Result<std::unique_ptr<Sink>> http_sink(const Url& url, const SinkOptions& o) { return open_http_sink(url, o); }
+
+// The table. Parameter texts are what man pages and --help show for each scheme.
+const Connector kConnectors[] = {
+    {"-", nullptr, stream_sink, "- (stdin): JSON Lines, one record a line",
+     "- (stdout): JSON Lines, one record a line"},
+    {"file", nullptr, stream_sink, "file:PATH: JSON Lines", "file:PATH: JSON Lines, appended and fsynced a batch"},
+    {"mysql", nullptr, mysql_sink, "",
+     "mysql://user@host/db?table=T[&create=true]: multi-row idempotent inserts, one transaction a batch"},
+    {"redis", nullptr, redis_sink, "",
+     "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]"},
+    {"http", nullptr, http_sink, "",
+     "http(s)://host/path[?batch=N]: POST, N records a request as a JSON array (1: an object)"},
+    {"amqp", nullptr, lazy_amqp_sink, "",
+     "amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K: publisher confirms"},
+    {"kafka", nullptr, lazy_kafka_sink, "", "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
+};
+
+// Schemes that share a row: the TLS variant speaks the same protocol.
+std::string_view base_scheme(std::string_view scheme) {
+  if (scheme == "https") return "http";
+  if (scheme == "amqps") return "amqp";
+  return scheme;
+}
+
+}  // namespace
+
+std::span<const Connector> connectors() { return kConnectors; }
+
+const Connector* find_connector(std::string_view scheme) {
+  scheme = base_scheme(scheme);
+  for (const auto& c : kConnectors) {
+    if (c.scheme == scheme) return &c;
+  }
+  return nullptr;
+}
+
+Result<std::unique_ptr<Source>> open_source(std::string_view url_text, const SourceOptions& options) {
+  auto url = parse_url(url_text);
+  if (!url) return url.error();
+  const Connector* c = find_connector(url->scheme);
+  if (c == nullptr || c->open_source == nullptr) {
+    return Error{Exit::usage, url->redacted() + ": cannot read records from a " + url->scheme + " URL"};
+  }
+  if (!url->is_stdio() && !url->is_file()) {
+    if (auto st = resolve_password(*url, {options.password_file, options.url_from_argv}); !st) return st.error();
+  }
+  return c->open_source(*url, options);
+}
+
+Result<std::unique_ptr<Sink>> open_sink(std::string_view url_text, const SinkOptions& options) {
+  auto url = parse_url(url_text);
+  if (!url) return url.error();
+  const Connector* c = find_connector(url->scheme);
+  if (c == nullptr || c->open_sink == nullptr) {
+    return Error{Exit::usage, url->redacted() + ": cannot write records to a " + url->scheme + ":// URL"};
+  }
+  if (!url->is_stdio() && !url->is_file()) {
+    if (auto st = resolve_password(*url, {options.password_file, options.url_from_argv}); !st) return st.error();
+  }
+  return c->open_sink(*url, options);
+}
+
+}  // namespace envkit

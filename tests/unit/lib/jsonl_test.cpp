@@ -1,0 +1,163 @@
+// Unit tests for envkit/jsonl.hpp: round trips through files and pipes, line numbers in errors.
+#include <envkit/jsonl.hpp>
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace envkit {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / "jsonl_test";
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::string write_temp(const std::string& name, const std::string& content) {
+  std::string path = temp_path(name);
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+std::vector<std::string> read_all_lines(LineReader& r) {
+  std::vector<std::string> out;
+  while (true) {
+    auto line = r.next();
+    EXPECT_TRUE(line.ok());
+    if (!line.ok() || !*line) break;
+    out.emplace_back(**line);
+  }
+  return out;
+}
+
+TEST(LineReader, SplitsLinesHandlesCrlfAndMissingFinalNewline) {
+  auto r = LineReader::open(write_temp("a.txt", "one\ntwo\r\n\nthree"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(read_all_lines(*r), (std::vector<std::string>{"one", "two", "", "three"}));
+  EXPECT_EQ(r->line_number(), 4u);
+}
+
+TEST(LineReader, EmptyInputHasNoLines) {
+  auto r = LineReader::open(write_temp("empty.txt", ""));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(read_all_lines(*r).empty());
+}
+
+TEST(LineReader, MissingFileIsNoInput) {
+  auto r = LineReader::open(temp_path("absent.txt"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Exit::no_input);
+  EXPECT_NE(r.error().message.find("absent.txt"), std::string::npos);
+}
+
+TEST(LineReader, OverlongLineIsAnErrorWithItsNumber) {
+  auto r = LineReader::open(write_temp("long.txt", "ok\n" + std::string(5000, 'x') + "\n"), 1000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->next().ok());
+  auto line = r->next();
+  ASSERT_FALSE(line.ok());
+  EXPECT_EQ(line.error().code, Exit::data);
+  EXPECT_NE(line.error().message.find(":2: line longer than 1000 bytes"), std::string::npos);
+}
+
+TEST(LineReader, LinesSpanningManyReadsFromAPipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  // Lines of growing size, one longer than a read chunk.
+  std::string expected_text;
+  std::vector<std::string> expected;
+  for (int i = 0; i < 40; ++i) {
+    expected.push_back(std::string(static_cast<size_t>(i) * 97 + (i == 20 ? 3 << 20 : 0), 'a' + i % 26));
+    expected_text += expected.back() + "\n";
+  }
+  std::thread writer([&] {
+    // Alternate tiny and 1 MiB pieces so lines straddle read boundaries every way.
+    size_t off = 0;
+    for (int piece = 0; off < expected_text.size(); ++piece) {
+      size_t n = std::min<size_t>(piece % 2 == 0 ? 7 : 1 << 20, expected_text.size() - off);
+      ASSERT_EQ(::write(fds[1], expected_text.data() + off, n), static_cast<ssize_t>(n));
+      off += n;
+    }
+    ::close(fds[1]);
+  });
+  LineReader r(fds[0], true, "pipe");
+  auto got = read_all_lines(r);
+  writer.join();
+  EXPECT_EQ(got, expected);
+}
+
+TEST(JsonLines, RoundTripThroughAFile) {
+  std::string path = temp_path("records.jsonl");
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  {
+    JsonLinesWriter w(fd, true, path, 64);  // tiny buffer: many flushes
+    for (int i = 0; i < 1000; ++i) {
+      JsonWriter rec;
+      rec.begin_object().key("i").number(i).key("s").string("línea\n\"" + std::to_string(i) + "\"");
+      rec.end_object();
+      ASSERT_TRUE(w.write(rec.view()).ok());
+    }
+    EXPECT_EQ(w.records_written(), 1000u);
+    ASSERT_TRUE(w.close(true).ok());
+  }
+  auto r = JsonLinesReader::open(path);
+  ASSERT_TRUE(r.ok());
+  JsonDocument doc;
+  int n = 0;
+  while (true) {
+    auto more = r->next(doc);
+    ASSERT_TRUE(more.ok()) << more.error().message;
+    if (!*more) break;
+    EXPECT_EQ(doc["i"].GetInt(), n);
+    EXPECT_EQ(std::string(doc["s"].GetString()), "línea\n\"" + std::to_string(n) + "\"");
+    ++n;
+  }
+  EXPECT_EQ(n, 1000);
+}
+
+TEST(JsonLines, SkipsBlankLinesAndNamesTheBadLine) {
+  auto r = JsonLinesReader::open(write_temp("bad.jsonl", "{\"a\":1}\n\n  \n{\"a\":2}\n{\"a\":\n"));
+  ASSERT_TRUE(r.ok());
+  JsonDocument doc;
+  ASSERT_TRUE(*r->next(doc));
+  EXPECT_EQ(r->raw(), "{\"a\":1}");
+  ASSERT_TRUE(*r->next(doc));
+  EXPECT_EQ(doc["a"].GetInt(), 2);
+  auto bad = r->next(doc);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Exit::data);
+  EXPECT_NE(bad.error().message.find("bad.jsonl:5: invalid JSON at byte"), std::string::npos)
+      << bad.error().message;
+}
+
+TEST(JsonLines, RecordsMustBeObjects) {
+  auto r = JsonLinesReader::open(write_temp("array.jsonl", "[1,2]\n"));
+  ASSERT_TRUE(r.ok());
+  JsonDocument doc;
+  auto bad = r->next(doc);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("array.jsonl:1: a record must be a JSON object"),
+            std::string::npos);
+}
+
+TEST(JsonLines, WriteToAClosedPipeIsAnIoError) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);
+  signal(SIGPIPE, SIG_IGN);
+  JsonLinesWriter w(fds[1], true, "pipe");
+  ASSERT_TRUE(w.write("{}").ok());  // still buffered
+  auto st = w.flush();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Exit::io);
+  EXPECT_NE(st.error().message.find("pipe: write failed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace envkit
