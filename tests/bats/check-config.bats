@@ -80,6 +80,10 @@ listener_count() {
   assert_output --partial 'name the key'
   run -64 sensor-push --check-config --to 'gopher://x/'
   run -64 sensor-push --check-config --once --every 15s --to -
+  # A load generator runs until stopped only when asked by name: --duration 0.
+  run -64 sensor-push --check-config --source sim --rate 10 --to -
+  assert_output --partial 'or --duration 0 to run until stopped'
+  run -0 sensor-push --check-config --source sim --rate 10 --duration 0 --to -
   run -64 sensor-push --check-config --city Atlantis --to -
   run -64 sensor-push --check-config --field nope=nothing --to -
   run -66 sensor-push --check-config --cities-file missing.yaml --to -
