@@ -120,3 +120,38 @@ PY
   run -1 nginx -t -p "$d" -c "$d/nginx.conf"
   run -0 shellcheck "$COMPOSE"/*/initdb/*.sh
 }
+
+@test "bookstore: the TLS front end's nginx config passes nginx -t" {
+  local d=$BATS_TEST_TMPDIR/nginx
+  mkdir -p "$d/logs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=front \
+    -keyout "$d/tls_key" -out "$d/tls_certificate" 2>/dev/null
+  # The secrets where compose mounts them, the app's replicas on loopback, a pid file here.
+  sed "s|/run/secrets/|$d/|; s|server app:8080;|server 127.0.0.1:8080;|; s|^pid .*|pid $d/nginx.pid;|" \
+    "$COMPOSE/bookstore/nginx/nginx.conf" >"$d/nginx.conf"
+  run -0 nginx -t -p "$d" -c "$d/nginx.conf"
+  assert_output --partial 'test is successful'
+}
+
+@test "bookstore has Swarm deploy sections; product-shards initiates rsA and rsB; weather-tweets provisions Grafana" {
+  run -0 python3 - "$COMPOSE" <<'PY'
+import json, os, sys, yaml
+root = sys.argv[1]
+book = yaml.safe_load(open(os.path.join(root, "bookstore/compose.yaml")))["services"]
+assert book["app"]["deploy"]["replicas"] >= 2
+for name, s in book.items():
+    assert "deploy" in s and "restart_policy" in s["deploy"], name
+assert book["db"]["deploy"]["placement"]["constraints"]
+shards = yaml.safe_load(open(os.path.join(root, "product-shards/compose.yaml")))["services"]
+for first, rs in (("a1", "rsA"), ("b1", "rsB")):
+    assert f"_id: '{rs}'" in " ".join(shards[first]["healthcheck"]["test"]), first
+    for member in (first[0] + "1", first[0] + "2", first[0] + "3"):
+        assert shards[member]["command"][-3:-1] == ["--replSet", rs] or rs in shards[member]["command"], member
+tweets = os.path.join(root, "weather-tweets/grafana")
+ds = yaml.safe_load(open(os.path.join(tweets, "provisioning/datasources/valkey.yaml")))
+assert ds["datasources"][0]["type"] == "redis-datasource"
+json.load(open(os.path.join(tweets, "dashboards/weather-tweets.json")))
+print("ok")
+PY
+  assert_output ok
+}
