@@ -97,9 +97,12 @@ run_workers_play() {
 envkit_cron_jobs:
   - {name: bad, schedule: "* * * * *", command: sensor-push, args: [--once, --bogus-option, --to, "-"]}
 YAML
-  run -2 run_workers_play "$root" -e "@$BATS_TEST_TMPDIR/bad.yml"
+  # The role's cron tasks alone, with this build's commands (the install is test 4's).
+  run -2 ansible-playbook -i inventory/example.ini ../tests/ansible/every-environment.yml --limit workers -c local \
+    -e "envkit_test_root=$root" -e "envkit_bin_dir=$ENVKIT_BUILD_DIR/bin" "${VAULT[@]}" \
+    -e '{"envkit_test_environments": ["iot-weather"]}' -e "@$BATS_TEST_TMPDIR/bad.yml"
   assert_output --partial "unrecognised option '--bogus-option'"
-  assert_not_exists "$root/etc/cron.d/envkit"
+  assert_not_exists "$root/iot-weather/etc/cron.d/envkit"
 }
 
 @test "every environment's envkit jobs pass --check-config through the role" {
