@@ -484,7 +484,7 @@ Status check(const Config& c) {
   if (c.source == "open-meteo") {
     if (auto api = envkit::parse_url(c.api_url); !api) return api.error().context("--api-url");
   }
-  // The same options open_sinks() gives; open_sink() itself connects to nothing, but a
+  // The same options open_pipeline() gives; open_sink() itself connects to nothing, but a
   // file: sink would be created, so file: and - stop at the URL.
   envkit::SinkOptions o;
   o.connection = c.connection;
