@@ -101,9 +101,10 @@ class ReadingSource final : public envkit::Source {
     else if (c_.every.value.count() > 0) mode_ = Mode::every;
     else if (c_.source == "sim" && c_.count > 0 && !c_.once) mode_ = Mode::burst;
     else mode_ = Mode::once;
-    if (c_.duration.value.count() > 0) end_ = start_ + c_.duration.value;
-    // Paced records start 20 ms out, so the first ones are not born late.
+    // Paced records start 20 ms out, so the first ones are not born late; --duration
+    // counts from there, so a rate R for D seconds makes R x D records.
     t0_ = start_ + milliseconds(20);
+    if (c_.duration.value.count() > 0) end_ = t0_ + c_.duration.value;
     sys0_ = ceil<milliseconds>(system_clock::now() + milliseconds(20));
     burst_t0_ = floor<seconds>(system_clock::now());
     if (mode_ == Mode::every) {

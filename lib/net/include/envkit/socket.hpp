@@ -61,10 +61,10 @@ struct SslFreer {
 /// Not thread-safe.
 class Stream {
  public:
-  /// Resolves `host` and connects. Errors: Exit::config when the name does not resolve;
-  /// Exit::unavailable when the connection is refused or the host unreachable (message
-  /// "connection refused", ...); Exit::temp_fail when the deadline passes first (message
-  /// "timed out ..."). The message never has a "host:port: " prefix: callers add context.
+  /// Resolves `host` and connects. Errors are classified by envkit/exit_status.hpp:
+  /// name_not_found (NXDOMAIN) or resolver_unavailable (EAI_AGAIN); connection_refused;
+  /// unreachable when no route or the deadline passes first (message "timed out
+  /// connecting"). The message never has a "host:port: " prefix: callers add context.
   static Result<Stream> connect(const std::string& host, uint16_t port, Deadline deadline);
 
   Stream(Stream&& other) noexcept;
@@ -72,10 +72,10 @@ class Stream {
   ~Stream();
 
   /// Reads what is available, at most `size` bytes, waiting until the deadline for at least
-  /// one. Returns 0 when the peer closed the stream. Errors: Exit::temp_fail on timeout,
-  /// Exit::unavailable on a reset or TLS failure.
+  /// one. Returns 0 when the peer closed the stream. Errors: io_timeout on timeout,
+  /// connection_lost on a reset or TLS failure (envkit/exit_status.hpp).
   Result<size_t> read_some(char* buffer, size_t size, Deadline deadline);
-  /// Reads exactly `size` bytes; the peer closing first is an Error (Exit::unavailable,
+  /// Reads exactly `size` bytes; the peer closing first is an Error (connection_lost,
   /// "connection closed after N of M bytes").
   Status read_exact(char* buffer, size_t size, Deadline deadline);
   /// Writes all of `data`.
@@ -84,8 +84,9 @@ class Stream {
   /// Starts TLS on this connection: at once for tls:// and https, or in the middle of a
   /// protocol that negotiates it (MySQL's SSLRequest). SNI and the name checked are
   /// `options.server_name` when set, else `host`. Completes even when verification fails
-  /// (see TlsSessionInfo); errors are handshake failures (Exit::unavailable), timeouts
-  /// (Exit::temp_fail) and unreadable CA/certificate/key files (Exit::config).
+  /// (see TlsSessionInfo); errors are handshake failures (tls_failed, or connection_lost
+  /// when the peer hangs up), timeouts (io_timeout) and unreadable CA/certificate/key files
+  /// (config), as classified in envkit/exit_status.hpp.
   Result<TlsSessionInfo> start_tls(const TlsOptions& options, const std::string& host,
                                    Deadline deadline);
 
