@@ -51,8 +51,16 @@ listener_count() {
   LISTENER_COUNT=$(sed -n 2p listener.out)
 }
 
+# Every envkit command this build has (options.hpp's list).
+built_commands() {
+  local c
+  for c in sensor-push db-backup proxy-check shard-route race-probe queue-relay; do
+    [[ -x $ENVKIT_BUILD_DIR/bin/$c ]] && echo "$c"
+  done
+}
+
 @test "every command documents --check-config in --help and its man page" {
-  for cmd in sensor-push db-backup proxy-check; do
+  for cmd in $(built_commands); do
     run -0 "$cmd" --help
     assert_output --partial "--check-config"
     run -0 grep -c 'check\\-config' "$ENVKIT_SOURCE_DIR/man/$cmd.1"
@@ -142,6 +150,22 @@ YAML
   assert_output --partial 'needs a list of targets'
 }
 
+@test "queue-relay --check-config: source, sinks and dead letters, good and bad" {
+  [[ -x $ENVKIT_BUILD_DIR/bin/queue-relay ]] || skip "queue-relay is not built"
+  run -0 --separate-stderr queue-relay --check-config --from 'redis://127.0.0.1:6379/0?stream=tweets&group=relay' \
+    --password-file pw --to 'mysql://w@127.0.0.1/iot?table=t' --to "file:$PWD/out.jsonl" \
+    --dead-letter "file:$PWD/dead.jsonl" --spool "$PWD/spool"
+  assert_output ''
+  [[ -z $stderr ]]
+  assert_not_exists out.jsonl dead.jsonl spool
+  run -64 queue-relay --check-config --from 'http://127.0.0.1/' --to -
+  assert_output --partial 'cannot read records from a http URL'
+  run -64 queue-relay --check-config --from - --to 'redis://127.0.0.1/0'
+  assert_output --partial 'name the key'
+  run -64 queue-relay --check-config --from - --to - --bogus
+  run -66 queue-relay --check-config --from 'redis://127.0.0.1/0?stream=s' --password-file missing.pw --to -
+}
+
 @test "--check-config connects to nothing, even where a run would connect at once" {
   start_listener
   local p=$LISTEN_PORT
@@ -154,6 +178,11 @@ YAML
     "http://127.0.0.1:$p/" "redis://127.0.0.1:$p" "kafka://127.0.0.1:$p" "mongodb://127.0.0.1:$p/x" \
     "tcp://127.0.0.1:$p?expect=closed"
   run -0 proxy-check --check-config "redis://127.0.0.1:$p" --via "tcp://127.0.0.1:$p"
+  if [[ -x $ENVKIT_BUILD_DIR/bin/queue-relay ]]; then
+    run -0 queue-relay --check-config --password-file pw --from "redis://127.0.0.1:$p/0?stream=s" \
+      --to "mysql://w@127.0.0.1:$p/iot?table=t" --to "kafka://127.0.0.1:$p/topic" \
+      --dead-letter "amqp://u@127.0.0.1:$p/%2f?queue=dead"
+  fi
   listener_count
   [[ $LISTENER_COUNT == 0 ]]
   # The listener does count: a real check connects.
