@@ -15,6 +15,8 @@
 #include <envkit/connection.hpp>
 #include <envkit/result.hpp>
 
+struct sockaddr;
+
 namespace envkit {
 
 /// The moment by which a call must have finished; every Stream call takes one.
@@ -104,6 +106,41 @@ class Stream {
   std::string peer_;
   std::unique_ptr<SSL_CTX, detail::SslCtxFreer> ctx_;
   std::unique_ptr<SSL, detail::SslFreer> ssl_;
+};
+
+/// An IPv4 or IPv6 socket address as text: "127.0.0.1:3306" or "[::1]:3306".
+std::string format_socket_address(const sockaddr* address);
+
+/// A listening TCP socket (non-blocking, close-on-exec). Move-only; closes on destruction
+/// unless release()d to a server that takes it over.
+class Listener {
+ public:
+  /// Binds `host` (a numeric address or a name; empty: every interface) and `port` (0: the
+  /// kernel picks a free one) and listens. SO_REUSEADDR is set, so a restart is not refused
+  /// while old connections sit in TIME_WAIT (a port another socket listens on still is).
+  /// Errors name the address ("listen on 127.0.0.1:8080: address already in use"):
+  /// Exit::unavailable when the port is taken; Exit::config when the name does not resolve,
+  /// the address is not this host's, or the port needs privileges.
+  static Result<Listener> bind(const std::string& host, uint16_t port, int backlog = 511);
+
+  Listener(Listener&& other) noexcept;
+  Listener& operator=(Listener&& other) noexcept;
+  ~Listener();
+
+  int fd() const { return fd_; }
+  /// The port bound: the one asked for, or the kernel's pick for port 0.
+  uint16_t port() const { return port_; }
+  /// The address bound, "127.0.0.1:41234" or "[::1]:41234".
+  const std::string& address() const { return address_; }
+  /// Gives up ownership: the caller closes the descriptor from now on.
+  int release();
+
+ private:
+  Listener(int fd, uint16_t port, std::string address);
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::string address_;
 };
 
 }  // namespace envkit
