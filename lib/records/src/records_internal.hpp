@@ -1,8 +1,10 @@
-// The per-scheme sink constructors behind open_sink(); not public API.
+// The per-scheme sink and source constructors behind open_sink() and open_source(); not
+// public API.
 #pragma once
 
 #include <memory>
 
+#include <envkit/registry.hpp>
 #include <envkit/sinks.hpp>
 
 namespace envkit {
@@ -15,5 +17,11 @@ Result<std::unique_ptr<Sink>> open_mysql_sink(Url url, const SinkOptions& option
 Result<std::unique_ptr<Sink>> open_redis_sink(Url url, const SinkOptions& options);
 Result<std::unique_ptr<Sink>> open_http_sink(Url url, const SinkOptions& options);
 Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url);
+
+/// Connects and starts consuming ?queue= (which must exist). Errors: as
+/// AmqpConnection::connect and ::consume (Exit::config for a missing queue).
+Result<std::unique_ptr<Source>> open_amqp_source(const Url& url, const SourceOptions& options);
+/// Joins ?group= and subscribes to the topic. Errors: as KafkaConsumer::connect.
+Result<std::unique_ptr<Source>> open_kafka_source(const Url& url, const SourceOptions& options);
 
 }  // namespace envkit

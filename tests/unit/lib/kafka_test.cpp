@@ -1,8 +1,10 @@
 // Unit tests for envkit/kafka.hpp against librdkafka's in-process mock cluster (loopback), and
-// LiveKafka* tests against a cluster given by ENVKIT_TEST_KAFKA_BOOTSTRAP.
+// LiveKafka* and LiveSourceKafka* tests against a cluster given by ENVKIT_TEST_KAFKA_BOOTSTRAP.
 #include <envkit/sinks.hpp>
 #include <envkit/kafka.hpp>
+#include <envkit/registry.hpp>
 #include "loopback.hpp"
+#include "source_testing.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -645,6 +647,208 @@ TEST(LiveKafka, UnknownTopicIsAConfigError) {
                               live_options());
   ASSERT_FALSE(sink.ok());
   EXPECT_EQ(sink.error().code, Exit::config) << sink.error().message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Kafka source (envkit/source.hpp), opened through the registry. Its topic (one
+// partition; ENVKIT_TEST_KAFKA_SOURCE_TOPIC, default envkit-src) is shared by the tests and
+// by earlier runs: each test reads with a group of its own from the beginning, acknowledges
+// other tests' records as they pass, and finds its own at the offsets after the high
+// watermark it saw before producing them.
+
+SourceOptions source_options(ConnectionOptions connection) {
+  SourceOptions o;
+  o.connection = connection;
+  o.url_from_argv = false;
+  return o;
+}
+
+TEST(Kafka, SourceNeedsAGroup) {
+  auto source = open_source("kafka://127.0.0.1:1/topic", source_options(short_timeouts()));
+  ASSERT_FALSE(source.ok());
+  EXPECT_EQ(source.error().code, Exit::usage);
+  EXPECT_NE(source.error().message.find("?group="), std::string::npos) << source.error().message;
+}
+
+struct RawHandleDestroyer {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using RawHandle = std::unique_ptr<rd_kafka_t, RawHandleDestroyer>;
+
+// A bare consumer handle in `group` that never joins it: it only asks questions.
+RawHandle observer(const std::string& bootstrap, const std::string& group) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char errstr[256];
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+  RawHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    ADD_FAILURE() << errstr;
+  }
+  return rk;
+}
+
+// The next offset the partition will get.
+int64_t high_watermark(const std::string& bootstrap, const std::string& topic) {
+  auto rk = observer(bootstrap, "envkit-watermarks");
+  int64_t low = -1, high = -1;
+  auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), 0, &low, &high, 10000);
+  EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+  return high;
+}
+
+// What `group` committed for partition 0 of `topic`, as the coordinator says (a fresh
+// handle: nothing cached). RD_KAFKA_OFFSET_INVALID when nothing was committed.
+int64_t committed_offset(const std::string& bootstrap, const std::string& group,
+                         const std::string& topic) {
+  auto rk = observer(bootstrap, group);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), 0);
+  auto err = rd_kafka_committed(rk.get(), list, 10000);
+  EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+  int64_t offset = list->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  return offset;
+}
+
+struct SourceTopic {
+  std::string bootstrap;
+  std::string topic = env_or("ENVKIT_TEST_KAFKA_SOURCE_TOPIC", "envkit-src");
+  std::string run = run_id();
+
+  // Produces `n` records with ids PREFIX-0... and returns the offset of the first.
+  int64_t produce(size_t n, const std::string& prefix) const {
+    int64_t base = high_watermark(bootstrap, topic);
+    auto sink = open_kafka_sink(url_of("kafka://" + bootstrap + "/" + topic), live_options());
+    EXPECT_TRUE(sink.ok()) << sink.error().message;
+    if (!sink.ok()) return base;
+    auto d = (*sink)->write(make_records(n, prefix));
+    EXPECT_TRUE(d.ok()) << d.error().message;
+    if (d.ok()) {
+      for (const auto& x : *d) EXPECT_EQ(x.outcome, Outcome::durable) << x.error;
+    }
+    EXPECT_EQ(high_watermark(bootstrap, topic), base + static_cast<int64_t>(n))
+        << "someone else produced to " << topic << " meanwhile";
+    return base;
+  }
+
+  Result<std::unique_ptr<Source>> source(const std::string& group) const {
+    return open_source("kafka://" + bootstrap + "/" + topic + "?group=" + group + kShortSessions,
+                       source_options(live_options()));
+  }
+
+  int64_t committed(const std::string& group) const {
+    return committed_offset(bootstrap, group, topic);
+  }
+};
+
+#define SOURCE_TOPIC_OR_SKIP(var) \
+  BOOTSTRAP_OR_SKIP(var##_bootstrap); \
+  SourceTopic var;                     \
+  var.bootstrap = var##_bootstrap
+
+TEST(LiveSourceKafka, AckedRecordsAreCommittedAndAFreshMemberStartsThere) {
+  SOURCE_TOPIC_OR_SKIP(t);
+  const std::string prefix = "src-ack-" + t.run, group = "src-ack-" + t.run;
+  const int64_t base = t.produce(20, prefix);
+  {
+    auto source = t.source(group);
+    ASSERT_TRUE(source.ok()) << source.error().message;
+    auto got = test::collect(**source, prefix, 20);
+    ASSERT_EQ(got.size(), 20u);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].record.id, prefix + "-" + std::to_string(i)) << "a partition is in order";
+      EXPECT_EQ(got[i].deliveries, 1u);
+      test::settle_one(**source, got[i], Verdict::ack);
+    }
+    ASSERT_TRUE((*source)->commit().ok());
+    EXPECT_EQ(t.committed(group), base + 20);
+  }
+  // A new member of the group starts at the commit: the first record it gets is the next one.
+  const std::string after = "src-after-" + t.run;
+  t.produce(1, after);
+  auto source = t.source(group);
+  ASSERT_TRUE(source.ok()) << source.error().message;
+  auto first = test::collect(**source, "", 1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].record.id, after + "-0");
+  test::settle_one(**source, first[0], Verdict::ack);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 21);
+}
+
+TEST(LiveSourceKafka, OutOfOrderAcksHoldTheCommitAtTheUnackedRecord) {
+  SOURCE_TOPIC_OR_SKIP(t);
+  const std::string prefix = "src-ooo-" + t.run, group = "src-ooo-" + t.run;
+  const int64_t base = t.produce(4, prefix);
+  {
+    auto source = t.source(group);
+    ASSERT_TRUE(source.ok()) << source.error().message;
+    auto got = test::collect(**source, prefix, 4);
+    ASSERT_EQ(got.size(), 4u);
+    test::settle_one(**source, got[0], Verdict::ack);
+    ASSERT_TRUE((*source)->commit().ok());
+    EXPECT_EQ(t.committed(group), base + 1);
+    // 2 and 3 before 1: the commit stays at 1, whose record nobody holds yet.
+    test::settle_one(**source, got[2], Verdict::ack);
+    test::settle_one(**source, got[3], Verdict::ack);
+    ASSERT_TRUE((*source)->commit().ok());
+    EXPECT_EQ(t.committed(group), base + 1);
+    // Gone before 1 was acked (a crash, as far as the group knows).
+  }
+  EXPECT_EQ(t.committed(group), base + 1) << "leaving the group committed nothing unsafe";
+  auto source = t.source(group);
+  ASSERT_TRUE(source.ok()) << source.error().message;
+  // Record 1 comes back first; 2 and 3 with it (acked before, but above the commit).
+  auto again = test::collect(**source, "", 3);
+  ASSERT_EQ(again.size(), 3u);
+  for (size_t i = 0; i < again.size(); ++i) {
+    EXPECT_EQ(again[i].record.id, prefix + "-" + std::to_string(i + 1));
+    EXPECT_EQ(again[i].deliveries, 1u) << "counted per process: this one sees it first";
+  }
+  test::settle_one(**source, again[2], Verdict::ack);
+  test::settle_one(**source, again[1], Verdict::ack);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 1);
+  test::settle_one(**source, again[0], Verdict::ack);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 4);
+}
+
+TEST(LiveSourceKafka, RetryHandsTheRecordOutAgainAndHoldsTheCommit) {
+  SOURCE_TOPIC_OR_SKIP(t);
+  const std::string prefix = "src-retry-" + t.run, group = "src-retry-" + t.run;
+  const int64_t base = t.produce(3, prefix);
+  auto source = t.source(group);
+  ASSERT_TRUE(source.ok()) << source.error().message;
+  auto got = test::collect(**source, prefix, 3);
+  ASSERT_EQ(got.size(), 3u);
+  test::settle_one(**source, got[0], Verdict::ack);
+  test::settle_one(**source, got[1], Verdict::retry);
+  test::settle_one(**source, got[2], Verdict::ack);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 1);
+
+  auto again = test::collect(**source, prefix, 1, std::chrono::seconds(5));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].record.id, prefix + "-1");
+  EXPECT_EQ(again[0].record.json, got[1].record.json);
+  EXPECT_EQ(again[0].deliveries, 2u);
+  test::settle_one(**source, again[0], Verdict::retry);
+  again = test::collect(**source, prefix, 1, std::chrono::seconds(5));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].deliveries, 3u);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 1) << "a retried record holds the commit";
+  test::settle_one(**source, again[0], Verdict::dead);
+  ASSERT_TRUE((*source)->commit().ok());
+  EXPECT_EQ(t.committed(group), base + 3);
+  // Nothing else is waiting: not the retried record, not anything acked.
+  auto none = (*source)->next(10, milliseconds(500));
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->records.empty());
 }
 
 }  // namespace
