@@ -12,8 +12,10 @@ setup_file() {
   start_rabbitmq >"$BATS_FILE_TMPDIR/rabbitmq.start" 2>&1 3>&- &
   local rabbit_job=$!
   # envkit-live is shared by every run of LiveKafka.*; each bats readback test has its own;
-  # envkit-src by the LiveSourceKafka tests (one partition, so offsets follow production).
-  start_kafka_mock kafka 3 envkit-live:4 envkit-readback:1 envkit-kcat-readback:1 envkit-src:1
+  # envkit-src and envkit-src-parts by the LiveSourceKafka tests (envkit-src has one
+  # partition, so offsets follow production; envkit-src-parts three, for a rebalance).
+  start_kafka_mock kafka 3 envkit-live:4 envkit-readback:1 envkit-kcat-readback:1 envkit-src:1 \
+    envkit-src-parts:3
   if ! wait "$rabbit_job"; then
     cat "$BATS_FILE_TMPDIR/rabbitmq.start" >&2
     return 1
@@ -75,10 +77,10 @@ show_info() {
   assert_output --regexp 'close_all_connections: [0-9]+ sent, [0-9]+ durable, [1-9][0-9]* retry'
 }
 
-@test "AMQP and Kafka sources: consume, ack, crash, retry and out-of-order acks against the brokers" {
+@test "AMQP and Kafka sources: consume, ack, crash, retry, out-of-order acks and a rebalance against the brokers" {
   run_live 'LiveSourceAmqp*:LiveSourceKafka*'
   show_info
-  assert_all_passed 11
+  assert_all_passed 13
 }
 
 @test "messages the AMQP sink published are read back by amqp-get, in order, body and all" {

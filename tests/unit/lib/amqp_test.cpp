@@ -1053,7 +1053,8 @@ TEST(LiveSourceAmqp, ConsumeAndAckEmptiesTheQueue) {
         got.push_back(std::move(r));
       }
       ASSERT_TRUE((*source)->settle(acks).ok());
-      window = test::collect(**source, "src-ack", std::min<size_t>(16, records.size() - got.size()));
+      window = test::collect(**source, "src-ack", std::min<size_t>(16, records.size() - got.size()),
+                             std::chrono::seconds(10));
     }
     ASSERT_EQ(got.size(), records.size());
     for (size_t i = 0; i < got.size(); ++i) {
