@@ -6,13 +6,34 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <envkit/registry.hpp>
 #include <envkit/source.hpp>
 
 namespace envkit::test {
+
+/// SourceOptions for a test: these connection options, no warning about a password in a URL.
+inline SourceOptions source_options(ConnectionOptions connection) {
+  SourceOptions o;
+  o.connection = connection;
+  o.url_from_argv = false;
+  return o;
+}
+
+/// open_source(url, source_options(connection)), or nullptr after failing the test.
+inline std::unique_ptr<Source> open_test_source(const std::string& url,
+                                                ConnectionOptions connection) {
+  auto source = open_source(url, source_options(connection));
+  if (!source.ok()) {
+    ADD_FAILURE() << "cannot open " << url << ": " << source.error().message;
+    return nullptr;
+  }
+  return std::move(*source);
+}
 
 /// Calls next() until `want` records whose id starts with `prefix` came, or `limit` passed.
 /// Records of other runs (ids without the prefix) are acknowledged at once and left out.

@@ -998,15 +998,8 @@ TEST(LiveAmqp, ConnectionsClosedByTheBrokerLoseNothing) {
 // ---------------------------------------------------------------------------------------------
 // The AMQP source (envkit/source.hpp), opened through the registry.
 
-SourceOptions source_options(ConnectionOptions connection) {
-  SourceOptions o;
-  o.connection = connection;
-  o.url_from_argv = false;
-  return o;
-}
-
 TEST(Amqp, SourceNeedsAQueue) {
-  auto source = open_source("amqp://127.0.0.1:1/%2f", source_options(short_timeouts()));
+  auto source = open_source("amqp://127.0.0.1:1/%2f", test::source_options(short_timeouts()));
   ASSERT_FALSE(source.ok());
   EXPECT_EQ(source.error().code, Exit::usage);
   EXPECT_NE(source.error().message.find("?queue="), std::string::npos) << source.error().message;
@@ -1014,10 +1007,19 @@ TEST(Amqp, SourceNeedsAQueue) {
 
 // The source for `query` on the live broker: ENVKIT_TEST_AMQP_URL, the password from
 // ENVKIT_AMQP_PASSWORD as any command would read it.
-Result<std::unique_ptr<Source>> live_source(const std::string& query) {
+// nullptr (the test failed) when it cannot be opened.
+std::unique_ptr<Source> live_source(const std::string& query) {
   std::string text = std::getenv("ENVKIT_TEST_AMQP_URL");
   text += (text.find('?') == std::string::npos ? "?" : "&") + query;
-  return open_source(text, source_options(live_options()));
+  return test::open_test_source(text, live_options());
+}
+
+// How every source test ends: with the source gone, nothing is left in the queue (every
+// record was settled for good); then the queue goes.
+void expect_drained(std::unique_ptr<Source>& source, const Url& url, const std::string& queue) {
+  source.reset();
+  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
+  delete_queue(url, queue);
 }
 
 // Publishes `n` records to a new queue (declared by the sink, with `queue_args`) and
@@ -1041,9 +1043,9 @@ TEST(LiveSourceAmqp, ConsumeAndAckEmptiesTheQueue) {
   auto records = fill_queue(url, 50, "src-ack");
   {
     auto source = live_source("queue=" + queue + "&prefetch=16");
-    ASSERT_TRUE(source.ok()) << source.error().message;
+    ASSERT_TRUE(source);
     // The prefetch window holds: no more than 16 are out before some are acknowledged.
-    auto window = test::collect(**source, "src-ack", records.size(), milliseconds(1500));
+    auto window = test::collect(*source, "src-ack", records.size(), milliseconds(1500));
     EXPECT_EQ(window.size(), 16u);
     std::vector<Received> got;
     for (int round = 0; round < 10 && got.size() < records.size(); ++round) {
@@ -1052,8 +1054,8 @@ TEST(LiveSourceAmqp, ConsumeAndAckEmptiesTheQueue) {
         acks.push_back({r.handle, Verdict::ack, ""});
         got.push_back(std::move(r));
       }
-      ASSERT_TRUE((*source)->settle(acks).ok());
-      window = test::collect(**source, "src-ack", std::min<size_t>(16, records.size() - got.size()),
+      ASSERT_TRUE(source->settle(acks).ok());
+      window = test::collect(*source, "src-ack", std::min<size_t>(16, records.size() - got.size()),
                              std::chrono::seconds(10));
     }
     ASSERT_EQ(got.size(), records.size());
@@ -1062,7 +1064,7 @@ TEST(LiveSourceAmqp, ConsumeAndAckEmptiesTheQueue) {
       EXPECT_EQ(got[i].record.json, records[i].json);
       EXPECT_EQ(got[i].deliveries, 1u);
     }
-    EXPECT_TRUE((*source)->commit().ok());
+    EXPECT_TRUE(source->commit().ok());
   }
   // Every record was acknowledged: none comes back when the connection is gone.
   EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
@@ -1074,14 +1076,14 @@ TEST(LiveSourceAmqp, NextReturnsAtMostMaxAndWaitsAtMostWait) {
   LIVE_URL_OR_SKIP(url, "queue=" + queue);
   auto records = fill_queue(url, 10, "src-next");
   auto source = live_source("queue=" + queue + "&prefetch=100");
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto first = test::collect(**source, "src-next", 1, std::chrono::seconds(30), /*max=*/1);
+  ASSERT_TRUE(source);
+  auto first = test::collect(*source, "src-next", 1, std::chrono::seconds(30), /*max=*/1);
   ASSERT_EQ(first.size(), 1u);
-  auto rest = test::collect(**source, "src-next", 9, std::chrono::seconds(30), /*max=*/4);
+  auto rest = test::collect(*source, "src-next", 9, std::chrono::seconds(30), /*max=*/4);
   ASSERT_EQ(rest.size(), 9u);
   // Empty now: the wait is bounded by `wait`, not by the I/O timeout.
   auto start = Clock::now();
-  auto none = (*source)->next(10, milliseconds(300));
+  auto none = source->next(10, milliseconds(300));
   auto took = Clock::now() - start;
   ASSERT_TRUE(none.ok()) << none.error().message;
   EXPECT_TRUE(none->records.empty());
@@ -1097,25 +1099,23 @@ TEST(LiveSourceAmqp, UnackedRecordsComeBackRedeliveredWhenTheSourceGoes) {
   auto records = fill_queue(url, 3, "src-crash");
   {
     auto source = live_source("queue=" + queue);
-    ASSERT_TRUE(source.ok()) << source.error().message;
-    auto got = test::collect(**source, "src-crash", 3);
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, "src-crash", 3);
     ASSERT_EQ(got.size(), 3u);
-    test::settle_one(**source, got[0], Verdict::ack);
+    test::settle_one(*source, got[0], Verdict::ack);
     // Gone before the sinks answered for the other two: a crash, as far as the broker knows.
   }
   auto source = live_source("queue=" + queue);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto again = test::collect(**source, "src-crash", 2);
+  ASSERT_TRUE(source);
+  auto again = test::collect(*source, "src-crash", 2);
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0].record.id, records[1].id);
   EXPECT_EQ(again[1].record.id, records[2].id);
   for (const auto& r : again) {
     EXPECT_EQ(r.deliveries, 2u) << "a classic queue says only: redelivered";
-    test::settle_one(**source, r, Verdict::ack);
+    test::settle_one(*source, r, Verdict::ack);
   }
-  source->reset();
-  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
-  delete_queue(url, queue);
+  expect_drained(source, url, queue);
 }
 
 TEST(LiveSourceAmqp, RetryRequeuesTheRecordAndDeadRemovesIt) {
@@ -1123,23 +1123,21 @@ TEST(LiveSourceAmqp, RetryRequeuesTheRecordAndDeadRemovesIt) {
   LIVE_URL_OR_SKIP(url, "queue=" + queue);
   auto records = fill_queue(url, 3, "src-retry");
   auto source = live_source("queue=" + queue);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto got = test::collect(**source, "src-retry", 3);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-retry", 3);
   ASSERT_EQ(got.size(), 3u);
-  test::settle_one(**source, got[0], Verdict::retry);
-  test::settle_one(**source, got[1], Verdict::ack);
-  test::settle_one(**source, got[2], Verdict::dead);
-  auto again = test::collect(**source, "src-retry", 1);
+  test::settle_one(*source, got[0], Verdict::retry);
+  test::settle_one(*source, got[1], Verdict::ack);
+  test::settle_one(*source, got[2], Verdict::dead);
+  auto again = test::collect(*source, "src-retry", 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].record.id, records[0].id);
   EXPECT_EQ(again[0].record.json, records[0].json);
   EXPECT_EQ(again[0].deliveries, 2u);
   EXPECT_NE(again[0].handle, got[0].handle);
-  test::settle_one(**source, again[0], Verdict::ack);
-  source->reset();
-  // Retried once and acked, acked, dead: nothing is left, nothing came twice but the retry.
-  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
-  delete_queue(url, queue);
+  test::settle_one(*source, again[0], Verdict::ack);
+  // Retried once and acked, acked, dead: nothing is left.
+  expect_drained(source, url, queue);
 }
 
 TEST(LiveSourceAmqp, QuorumQueueCountsEveryDelivery) {
@@ -1148,28 +1146,26 @@ TEST(LiveSourceAmqp, QuorumQueueCountsEveryDelivery) {
   auto records = fill_queue(url, 1, "src-quorum");
   {
     auto source = live_source("queue=" + queue);
-    ASSERT_TRUE(source.ok()) << source.error().message;
+    ASSERT_TRUE(source);
     for (uint32_t n = 1; n <= 3; ++n) {
-      auto got = test::collect(**source, "src-quorum", 1);
+      auto got = test::collect(*source, "src-quorum", 1);
       ASSERT_EQ(got.size(), 1u);
       EXPECT_EQ(got[0].deliveries, n) << "from x-delivery-count";
-      test::settle_one(**source, got[0], Verdict::retry);
+      test::settle_one(*source, got[0], Verdict::retry);
     }
-    auto got = test::collect(**source, "src-quorum", 1);
+    auto got = test::collect(*source, "src-quorum", 1);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].deliveries, 4u);
     // Dropped without a verdict: the broker counts that return too.
   }
   auto source = live_source("queue=" + queue);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto got = test::collect(**source, "src-quorum", 1);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-quorum", 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].deliveries, 5u);
   EXPECT_EQ(got[0].record.id, records[0].id);
-  test::settle_one(**source, got[0], Verdict::ack);
-  source->reset();
-  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
-  delete_queue(url, queue);
+  test::settle_one(*source, got[0], Verdict::ack);
+  expect_drained(source, url, queue);
 }
 
 TEST(LiveSourceAmqp, SettlingTwiceIsRefusedAndCostsNothing) {
@@ -1177,28 +1173,28 @@ TEST(LiveSourceAmqp, SettlingTwiceIsRefusedAndCostsNothing) {
   LIVE_URL_OR_SKIP(url, "queue=" + queue);
   auto records = fill_queue(url, 2, "src-twice");
   auto source = live_source("queue=" + queue);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto got = test::collect(**source, "src-twice", 2);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-twice", 2);
   ASSERT_EQ(got.size(), 2u);
-  test::settle_one(**source, got[0], Verdict::ack);
+  test::settle_one(*source, got[0], Verdict::ack);
   Settlement twice{got[0].handle, Verdict::ack, ""};
-  auto st = (*source)->settle(std::span(&twice, 1));
+  auto st = source->settle(std::span(&twice, 1));
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, Exit::software) << st.error().message;
   // The broker never saw the bad tag: the channel and the other delivery are fine.
-  test::settle_one(**source, got[1], Verdict::ack);
-  auto none = (*source)->next(10, milliseconds(200));
+  test::settle_one(*source, got[1], Verdict::ack);
+  auto none = source->next(10, milliseconds(200));
   ASSERT_TRUE(none.ok()) << none.error().message;
   EXPECT_TRUE(none->records.empty());
-  source->reset();
-  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
-  delete_queue(url, queue);
+  expect_drained(source, url, queue);
 }
 
 TEST(LiveSourceAmqp, MissingQueueIsAConfigError) {
   LIVE_URL_OR_SKIP(url, "queue=unused");
   (void)url;
-  auto source = live_source("queue=" + unique_name("src-missing"));
+  std::string text = std::getenv("ENVKIT_TEST_AMQP_URL");
+  auto source = open_source(text + "?queue=" + unique_name("src-missing"),
+                            test::source_options(live_options()));
   ASSERT_FALSE(source.ok());
   EXPECT_EQ(source.error().code, Exit::config) << source.error().message;
 }
@@ -1215,16 +1211,16 @@ TEST(LiveSourceAmqp, LostConnectionIsUnavailableAndWhatWasOutComesBack) {
   }
   auto records = fill_queue(url, 2, "src-lost");
   auto source = live_source("queue=" + queue);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto got = test::collect(**source, "src-lost", 2);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-lost", 2);
   ASSERT_EQ(got.size(), 2u);
-  test::settle_one(**source, got[0], Verdict::ack);
+  test::settle_one(*source, got[0], Verdict::ack);
   ASSERT_EQ(std::system(close_cmd), 0) << close_cmd;
 
   // Bounded: the close arrives within the I/O timeout; nothing else is in the queue.
   std::optional<Error> lost;
   for (int i = 0; i < 30 && !lost; ++i) {
-    auto batch = (*source)->next(10, milliseconds(500));
+    auto batch = source->next(10, milliseconds(500));
     if (!batch.ok()) {
       lost = batch.error();
     } else {
@@ -1235,16 +1231,14 @@ TEST(LiveSourceAmqp, LostConnectionIsUnavailableAndWhatWasOutComesBack) {
   EXPECT_EQ(lost->code, Exit::unavailable) << lost->message;
 
   // Settled after the loss: dropped (the broker requeued it), not an error.
-  test::settle_one(**source, got[1], Verdict::ack);
-  auto again = test::collect(**source, "src-lost", 1);
+  test::settle_one(*source, got[1], Verdict::ack);
+  auto again = test::collect(*source, "src-lost", 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].record.id, records[1].id);
   EXPECT_EQ(again[0].deliveries, 2u);
   EXPECT_GT(again[0].handle, got[1].handle) << "handles are never reused across connections";
-  test::settle_one(**source, again[0], Verdict::ack);
-  source->reset();
-  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
-  delete_queue(url, queue);
+  test::settle_one(*source, again[0], Verdict::ack);
+  expect_drained(source, url, queue);
 }
 
 }  // namespace

@@ -656,15 +656,8 @@ TEST(LiveKafka, UnknownTopicIsAConfigError) {
 // other tests' records as they pass, and finds its own at the offsets after the high
 // watermark it saw before producing them.
 
-SourceOptions source_options(ConnectionOptions connection) {
-  SourceOptions o;
-  o.connection = connection;
-  o.url_from_argv = false;
-  return o;
-}
-
 TEST(Kafka, SourceNeedsAGroup) {
-  auto source = open_source("kafka://127.0.0.1:1/topic", source_options(short_timeouts()));
+  auto source = open_source("kafka://127.0.0.1:1/topic", test::source_options(short_timeouts()));
   ASSERT_FALSE(source.ok());
   EXPECT_EQ(source.error().code, Exit::usage);
   EXPECT_NE(source.error().message.find("?group="), std::string::npos) << source.error().message;
@@ -720,15 +713,20 @@ struct SourceTopic {
   std::string topic = env_or("ENVKIT_TEST_KAFKA_SOURCE_TOPIC", "envkit-src");
   int32_t partitions = 1;
   std::string run = run_id();
+  std::string group;   // the test's own consumer group, and the prefix of its record ids
+  std::string prefix;
+
+  // Names the test's group and records: src-WHAT-RUN.
+  void name(const std::string& what) { group = prefix = "src-" + what + "-" + run; }
 
   // Produces `n` records with ids PREFIX-0... and returns the offset of the first.
-  int64_t produce(size_t n, const std::string& prefix) const {
+  int64_t produce(size_t n, const std::string& id_prefix) const {
     int64_t base = high_watermark(bootstrap, topic);
     if (partitions > 1) base = -1;  // keyed over several partitions: no single base
     auto sink = open_kafka_sink(url_of("kafka://" + bootstrap + "/" + topic), live_options());
     EXPECT_TRUE(sink.ok()) << sink.error().message;
     if (!sink.ok()) return base;
-    auto d = (*sink)->write(make_records(n, prefix));
+    auto d = (*sink)->write(make_records(n, id_prefix));
     EXPECT_TRUE(d.ok()) << d.error().message;
     if (d.ok()) {
       for (const auto& x : *d) EXPECT_EQ(x.outcome, Outcome::durable) << x.error;
@@ -740,13 +738,20 @@ struct SourceTopic {
     return base;
   }
 
-  Result<std::unique_ptr<Source>> source(const std::string& group) const {
-    return open_source("kafka://" + bootstrap + "/" + topic + "?group=" + group + kShortSessions,
-                       source_options(live_options()));
+  // A member of the test's group (nullptr: the test failed).
+  std::unique_ptr<Source> source() const {
+    return test::open_test_source(
+        "kafka://" + bootstrap + "/" + topic + "?group=" + group + kShortSessions, live_options());
   }
 
-  int64_t committed(const std::string& group) const {
-    return committed_offset(bootstrap, group, topic);
+  // What the test's group committed for partition 0.
+  int64_t committed() const { return committed_offset(bootstrap, group, topic); }
+
+  // Commits `source`'s settlements and checks what the group now holds for partition 0.
+  void commit_is(Source& source, int64_t expected, std::string_view why = "") const {
+    auto st = source.commit();
+    EXPECT_TRUE(st.ok()) << st.error().message;
+    EXPECT_EQ(committed(), expected) << why;
   }
 };
 
@@ -757,102 +762,96 @@ struct SourceTopic {
 
 TEST(LiveSourceKafka, AckedRecordsAreCommittedAndAFreshMemberStartsThere) {
   SOURCE_TOPIC_OR_SKIP(t);
-  const std::string prefix = "src-ack-" + t.run, group = "src-ack-" + t.run;
+  t.name("ack");
+  const std::string& prefix = t.prefix;
   const int64_t base = t.produce(20, prefix);
   {
-    auto source = t.source(group);
-    ASSERT_TRUE(source.ok()) << source.error().message;
-    auto got = test::collect(**source, prefix, 20);
+    auto source = t.source();
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, prefix, 20);
     ASSERT_EQ(got.size(), 20u);
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_EQ(got[i].record.id, prefix + "-" + std::to_string(i)) << "a partition is in order";
       EXPECT_EQ(got[i].deliveries, 1u);
-      test::settle_one(**source, got[i], Verdict::ack);
+      test::settle_one(*source, got[i], Verdict::ack);
     }
-    ASSERT_TRUE((*source)->commit().ok());
-    EXPECT_EQ(t.committed(group), base + 20);
+    t.commit_is(*source, base + 20);
   }
   // A new member of the group starts at the commit: the first record it gets is the next one.
   const std::string after = "src-after-" + t.run;
   t.produce(1, after);
-  auto source = t.source(group);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto first = test::collect(**source, "", 1);
+  auto source = t.source();
+  ASSERT_TRUE(source);
+  auto first = test::collect(*source, "", 1);
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0].record.id, after + "-0");
-  test::settle_one(**source, first[0], Verdict::ack);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 21);
+  test::settle_one(*source, first[0], Verdict::ack);
+  t.commit_is(*source, base + 21);
 }
 
 TEST(LiveSourceKafka, OutOfOrderAcksHoldTheCommitAtTheUnackedRecord) {
   SOURCE_TOPIC_OR_SKIP(t);
-  const std::string prefix = "src-ooo-" + t.run, group = "src-ooo-" + t.run;
+  t.name("ooo");
+  const std::string& prefix = t.prefix;
   const int64_t base = t.produce(4, prefix);
   {
-    auto source = t.source(group);
-    ASSERT_TRUE(source.ok()) << source.error().message;
-    auto got = test::collect(**source, prefix, 4);
+    auto source = t.source();
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, prefix, 4);
     ASSERT_EQ(got.size(), 4u);
-    test::settle_one(**source, got[0], Verdict::ack);
-    ASSERT_TRUE((*source)->commit().ok());
-    EXPECT_EQ(t.committed(group), base + 1);
+    test::settle_one(*source, got[0], Verdict::ack);
+    t.commit_is(*source, base + 1);
     // 2 and 3 before 1: the commit stays at 1, whose record nobody holds yet.
-    test::settle_one(**source, got[2], Verdict::ack);
-    test::settle_one(**source, got[3], Verdict::ack);
-    ASSERT_TRUE((*source)->commit().ok());
-    EXPECT_EQ(t.committed(group), base + 1);
+    test::settle_one(*source, got[2], Verdict::ack);
+    test::settle_one(*source, got[3], Verdict::ack);
+    t.commit_is(*source, base + 1);
     // Gone before 1 was acked (a crash, as far as the group knows).
   }
-  EXPECT_EQ(t.committed(group), base + 1) << "leaving the group committed nothing unsafe";
-  auto source = t.source(group);
-  ASSERT_TRUE(source.ok()) << source.error().message;
+  EXPECT_EQ(t.committed(), base + 1) << "leaving the group committed nothing unsafe";
+  auto source = t.source();
+  ASSERT_TRUE(source);
   // Record 1 comes back first; 2 and 3 with it (acked before, but above the commit).
-  auto again = test::collect(**source, "", 3);
+  auto again = test::collect(*source, "", 3);
   ASSERT_EQ(again.size(), 3u);
   for (size_t i = 0; i < again.size(); ++i) {
     EXPECT_EQ(again[i].record.id, prefix + "-" + std::to_string(i + 1));
     EXPECT_EQ(again[i].deliveries, 1u) << "counted per process: this one sees it first";
   }
-  test::settle_one(**source, again[2], Verdict::ack);
-  test::settle_one(**source, again[1], Verdict::ack);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 1);
-  test::settle_one(**source, again[0], Verdict::ack);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 4);
+  test::settle_one(*source, again[2], Verdict::ack);
+  test::settle_one(*source, again[1], Verdict::ack);
+  t.commit_is(*source, base + 1);
+  test::settle_one(*source, again[0], Verdict::ack);
+  t.commit_is(*source, base + 4);
 }
 
 TEST(LiveSourceKafka, RetryHandsTheRecordOutAgainAndHoldsTheCommit) {
   SOURCE_TOPIC_OR_SKIP(t);
-  const std::string prefix = "src-retry-" + t.run, group = "src-retry-" + t.run;
+  t.name("retry");
+  const std::string& prefix = t.prefix;
   const int64_t base = t.produce(3, prefix);
-  auto source = t.source(group);
-  ASSERT_TRUE(source.ok()) << source.error().message;
-  auto got = test::collect(**source, prefix, 3);
+  auto source = t.source();
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, prefix, 3);
   ASSERT_EQ(got.size(), 3u);
-  test::settle_one(**source, got[0], Verdict::ack);
-  test::settle_one(**source, got[1], Verdict::retry);
-  test::settle_one(**source, got[2], Verdict::ack);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 1);
+  test::settle_one(*source, got[0], Verdict::ack);
+  test::settle_one(*source, got[1], Verdict::retry);
+  test::settle_one(*source, got[2], Verdict::ack);
+  t.commit_is(*source, base + 1);
 
-  auto again = test::collect(**source, prefix, 1, std::chrono::seconds(5));
+  auto again = test::collect(*source, prefix, 1, std::chrono::seconds(5));
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].record.id, prefix + "-1");
   EXPECT_EQ(again[0].record.json, got[1].record.json);
   EXPECT_EQ(again[0].deliveries, 2u);
-  test::settle_one(**source, again[0], Verdict::retry);
-  again = test::collect(**source, prefix, 1, std::chrono::seconds(5));
+  test::settle_one(*source, again[0], Verdict::retry);
+  again = test::collect(*source, prefix, 1, std::chrono::seconds(5));
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].deliveries, 3u);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 1) << "a retried record holds the commit";
-  test::settle_one(**source, again[0], Verdict::dead);
-  ASSERT_TRUE((*source)->commit().ok());
-  EXPECT_EQ(t.committed(group), base + 3);
+  t.commit_is(*source, base + 1, "a retried record holds the commit");
+  test::settle_one(*source, again[0], Verdict::dead);
+  t.commit_is(*source, base + 3);
   // Nothing else is waiting: not the retried record, not anything acked.
-  auto none = (*source)->next(10, milliseconds(500));
+  auto none = source->next(10, milliseconds(500));
   ASSERT_TRUE(none.ok()) << none.error().message;
   EXPECT_TRUE(none->records.empty());
 }
@@ -861,17 +860,18 @@ TEST(LiveSourceKafka, RetryHandsTheRecordOutAgainAndHoldsTheCommit) {
 // commit() call: the lowest unacknowledged offset, not the highest acknowledged one.
 TEST(LiveSourceKafka, LeavingTheGroupCommitsWhatIsSafe) {
   SOURCE_TOPIC_OR_SKIP(t);
-  const std::string prefix = "src-leave-" + t.run, group = "src-leave-" + t.run;
+  t.name("leave");
+  const std::string& prefix = t.prefix;
   const int64_t base = t.produce(3, prefix);
   {
-    auto source = t.source(group);
-    ASSERT_TRUE(source.ok()) << source.error().message;
-    auto got = test::collect(**source, prefix, 3);
+    auto source = t.source();
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, prefix, 3);
     ASSERT_EQ(got.size(), 3u);
-    test::settle_one(**source, got[0], Verdict::ack);
-    test::settle_one(**source, got[2], Verdict::ack);
+    test::settle_one(*source, got[0], Verdict::ack);
+    test::settle_one(*source, got[2], Verdict::ack);
   }
-  EXPECT_EQ(t.committed(group), base + 1);
+  EXPECT_EQ(t.committed(), base + 1);
 }
 
 // A second member joins while the first holds records it has not settled: the first
@@ -886,38 +886,39 @@ TEST(LiveSourceKafka, RebalanceLosesNothingAndCommitsEverything) {
   SOURCE_TOPIC_OR_SKIP(t);
   t.topic = env_or("ENVKIT_TEST_KAFKA_SOURCE_PARTS_TOPIC", "envkit-src-parts");
   t.partitions = 3;
-  const std::string prefix = "src-rebalance-" + t.run, group = "src-rebalance-" + t.run;
+  t.name("rebalance");
+  const std::string& prefix = t.prefix;
   t.produce(30, prefix);
 
-  auto a = t.source(group);
-  ASSERT_TRUE(a.ok()) << a.error().message;
-  auto first = test::collect(**a, prefix, 30);
+  auto a = t.source();
+  ASSERT_TRUE(a);
+  auto first = test::collect(*a, prefix, 30);
   ASSERT_EQ(first.size(), 30u);
   std::set<std::string> pending;
   std::vector<Received> unsettled;
   for (size_t i = 0; i < first.size(); ++i) {
     if (i % 3 == 0) {
-      test::settle_one(**a, first[i], Verdict::ack);
+      test::settle_one(*a, first[i], Verdict::ack);
     } else {
       pending.insert(first[i].record.id);
       unsettled.push_back(first[i]);
     }
   }
-  ASSERT_TRUE((*a)->commit().ok());
+  ASSERT_TRUE(a->commit().ok());
 
-  auto b = t.source(group);
-  ASSERT_TRUE(b.ok()) << b.error().message;
+  auto b = t.source();
+  ASSERT_TRUE(b);
   size_t to_b = 0;
   bool late_settled = false;
   const auto deadline = Clock::now() + std::chrono::seconds(90);
   while ((!pending.empty() || to_b == 0) && Clock::now() < deadline) {
-    for (Source* s : {a->get(), b->get()}) {
+    for (Source* s : {a.get(), b.get()}) {
       auto batch = s->next(64, milliseconds(200));
       ASSERT_TRUE(batch.ok()) << batch.error().message;
       for (const auto& r : batch->records) {
         if (r.record.id.compare(0, prefix.size(), prefix) == 0) {
           pending.erase(r.record.id);
-          if (s == b->get()) ++to_b;
+          if (s == b.get()) ++to_b;
         }
         test::settle_one(*s, r, Verdict::ack);
       }
@@ -925,7 +926,7 @@ TEST(LiveSourceKafka, RebalanceLosesNothingAndCommitsEverything) {
     if (to_b > 0 && !late_settled) {
       // The rebalance happened: A's handles from before it are stale, and settling them
       // is not an error (the records went back to the group's commit).
-      for (const auto& r : unsettled) test::settle_one(**a, r, Verdict::ack);
+      for (const auto& r : unsettled) test::settle_one(*a, r, Verdict::ack);
       late_settled = true;
     }
   }
@@ -933,7 +934,7 @@ TEST(LiveSourceKafka, RebalanceLosesNothingAndCommitsEverything) {
   EXPECT_GT(to_b, 0u) << "the second member never got a partition";
 
   // Both commit (a rebalance still settling may refuse once: try again, bounded).
-  for (Source* s : {a->get(), b->get()}) {
+  for (Source* s : {a.get(), b.get()}) {
     Status st = s->commit();
     for (int i = 0; i < 20 && !st; ++i) {
       auto batch = s->next(64, milliseconds(250));  // serves the group protocol
@@ -944,7 +945,7 @@ TEST(LiveSourceKafka, RebalanceLosesNothingAndCommitsEverything) {
     EXPECT_TRUE(st.ok()) << st.error().message;
   }
   for (int32_t p = 0; p < 3; ++p) {
-    EXPECT_EQ(committed_offset(t.bootstrap, group, t.topic, p),
+    EXPECT_EQ(committed_offset(t.bootstrap, t.group, t.topic, p),
               high_watermark(t.bootstrap, t.topic, p))
         << "partition " << p << " is committed to its end";
   }
