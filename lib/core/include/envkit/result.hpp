@@ -8,7 +8,7 @@
 
 namespace envkit {
 
-/// Process exit statuses, sysexits-style (DESIGN.md). proxy-check uses the Nagios set instead.
+/// Process exit statuses, sysexits-style (docs/architecture.md, "Exit statuses"). proxy-check uses the Nagios set instead.
 enum class Exit : int {
   ok = 0,
   failure = 1,      ///< generic: some items failed (coreutils: keep going, fail at the end)
