@@ -68,7 +68,7 @@ show_info() {
 @test "AMQP and Kafka sources: consume, ack, crash, retry, out-of-order acks and a rebalance against the brokers" {
   run_live 'LiveSourceAmqp*:LiveSourceKafka*'
   show_info
-  assert_all_passed 13
+  assert_all_passed 15
 }
 
 @test "messages the AMQP sink published are read back by amqp-get, in order, body and all" {

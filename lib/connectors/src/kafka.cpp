@@ -575,9 +575,9 @@ Status commit_offsets(rd_kafka_t* rk, const KafkaSettings& settings,
                  err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
                  err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE ||
                  err == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST;
-  return Error{passing ? Exit::temp_fail : Exit::unavailable,
-               "committing offsets of '" + settings.topic + "' to " + settings.endpoint +
-                   " failed: " + rd_kafka_err2str(err)};
+  return fail(passing ? Failure::server_busy : Failure::connection_lost,
+              "committing offsets of '" + settings.topic + "' to " + settings.endpoint +
+                  " failed: " + rd_kafka_err2str(err));
 }
 
 }  // namespace

@@ -12,13 +12,15 @@
 // so the broker never increments anything we put there (only republishing could, at the
 // cost of the message's place in the queue and a confirm round trip per retry).
 //
-// Handles are delivery tags shifted by everything handed out on earlier connections, so a
-// settlement that arrives after a reconnect (its delivery already requeued by the broker)
-// is recognised and dropped instead of acknowledging another message with the same tag.
-#include <random>
-#include <unordered_set>
-
+// Handles are the source's own (Outstanding), each remembering its delivery tag and the
+// connection it came on: a settlement that arrives after a reconnect (its delivery already
+// requeued by the broker) is dropped instead of acknowledging another message that got the
+// same tag on the new channel.
+//
+// Id: the message-id (envkit's AMQP sink sets it), else the body's `id` member, else
+// content_id() of the body, so a redelivered duplicate gets the same id.
 #include <envkit/amqp.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/log.hpp>
 
 #include "records_internal.hpp"
@@ -30,13 +32,10 @@ namespace {
 class AmqpSource final : public Source {
  public:
   AmqpSource(AmqpSettings settings, ConnectionOptions options)
-      : settings_(std::move(settings)), options_(std::move(options)) {
-    std::random_device random;
-    instance_ = (uint64_t{random()} << 32) ^ random();
-  }
+      : settings_(std::move(settings)), options_(std::move(options)) {}
 
   // Opens the connection and starts consuming. The queue must exist: a source consumes
-  // what someone else declared (a 404 is Exit::config, naming the queue).
+  // what someone else declared (a 404 is not_found, naming the queue).
   Status connect() {
     drop();
     auto conn = AmqpConnection::connect(settings_, options_);
@@ -67,66 +66,61 @@ class AmqpSource final : public Source {
   }
 
   Status settle(std::span<const Settlement> settlements) override {
+    std::optional<Error> failed;
     for (const auto& s : settlements) {
-      if (s.handle <= base_) {
+      auto out = out_.take(s.handle);
+      if (!out) continue;  // reported by settled() below
+      if (out->connection != connection_ || !conn_) {
         // Handed out on a connection that is gone: the broker requeued it then.
         log_debug(settings_.endpoint + ": settlement of a delivery from a lost connection");
         continue;
       }
-      uint64_t tag = s.handle - base_;
-      // An unknown tag would make the broker close the channel (406), requeueing
-      // everything out: refuse it here instead.
-      if (!conn_ || outstanding_.erase(tag) == 0) {
-        return Error{Exit::software, settings_.endpoint + ": delivery " + std::to_string(s.handle) +
-                                         " settled twice or never handed out"};
-      }
-      Status st = s.verdict == Verdict::retry ? conn_->nack(tag, /*requeue=*/true)
-                                              : conn_->ack(tag);
+      Status st = s.verdict == Verdict::retry ? conn_->nack(out->tag, /*requeue=*/true)
+                                              : conn_->ack(out->tag);
       if (!st) {
+        // The rest of the batch is from the lost connection now: taken, not sent.
         drop();
-        return st.error().context("settling deliveries from " + settings_.endpoint);
+        failed = st.error().context("settling deliveries from " + settings_.endpoint);
       }
     }
-    return {};
+    if (failed) return *failed;
+    return out_.settled(settings_.endpoint);
   }
 
   std::string name() const override { return settings_.endpoint; }
 
  private:
+  struct Out {
+    uint64_t tag = 0;         // the delivery tag on its channel
+    uint64_t connection = 0;  // which connection it came on
+  };
+
   void add(SourceBatch& batch, AmqpMessage m) {
     Received r;
-    r.handle = base_ + m.delivery_tag;
-    issued_ = std::max(issued_, r.handle);
-    outstanding_.insert(m.delivery_tag);
+    r.handle = out_.add({m.delivery_tag, connection_});
     if (auto count = m.int_header("x-delivery-count"); count && *count >= 0) {
       r.deliveries = static_cast<uint32_t>(std::min<int64_t>(*count, UINT32_MAX - 1) + 1);
     } else {
       r.deliveries = m.redelivered ? 2 : 1;
     }
-    // The message-id is the record's id (envkit's AMQP sink sets it). Without one there is
-    // no stable identity: a unique id keeps distinct messages apart in sinks with unique
-    // keys, but a redelivered duplicate is then not recognised.
-    r.record.id = !m.message_id.empty()
-                      ? std::move(m.message_id)
-                      : "amqp-" + std::to_string(instance_) + "-" + std::to_string(r.handle);
+    r.record.id = !m.message_id.empty() ? std::move(m.message_id)
+                                        : record_id_of_text(doc_, m.body, content_id(m.body));
     r.record.json = std::move(m.body);
     batch.records.push_back(std::move(r));
   }
 
-  // Forgets the connection and what was out on it (the broker requeues that by itself).
+  // Forgets the connection (the broker requeues what was out on it by itself).
   void drop() {
     conn_.reset();
-    outstanding_.clear();
-    base_ = issued_;
+    ++connection_;
   }
 
   AmqpSettings settings_;
   ConnectionOptions options_;
   std::optional<AmqpConnection> conn_;
-  std::unordered_set<uint64_t> outstanding_;  // delivery tags out on this connection
-  uint64_t base_ = 0;    // handles up to here belong to earlier connections
-  uint64_t issued_ = 0;  // the highest handle handed out
-  uint64_t instance_ = 0;
+  uint64_t connection_ = 0;  // counts connections, so stale handles are known
+  Outstanding<Out> out_;     // handed out, not yet settled
+  JsonDocument doc_;         // for ids from bodies without a message-id
 };
 
 }  // namespace
@@ -135,7 +129,7 @@ Result<std::unique_ptr<Source>> open_amqp_source(const Url& url, const SourceOpt
   auto settings = amqp_settings(url, options.connection);
   if (!settings) return settings.error();
   if (settings->queue.empty()) {
-    return Error{Exit::usage, "an AMQP source needs ?queue= in " + settings->endpoint};
+    return fail(Failure::usage, "an AMQP source needs ?queue= in " + settings->endpoint);
   }
   auto source = std::make_unique<AmqpSource>(std::move(*settings), options.connection);
   if (auto st = source->connect(); !st) return st.error();

@@ -105,10 +105,12 @@ class KafkaSource final : public Source {
   void add(SourceBatch& batch, KafkaMessage m, uint64_t handle, uint32_t deliveries) {
     Received r;
     // The key is the producer's id for the record (envkit's Kafka sink keys by record id);
-    // without one, the record's place in the log is its identity, and a stable one.
-    r.record.id = !m.key.empty() ? m.key
-                                 : m.topic + "-" + std::to_string(m.partition) + "@" +
-                                       std::to_string(m.offset);
+    // without one, the record's `id` member, else its place in the log, a stable identity.
+    r.record.id = !m.key.empty()
+                      ? m.key
+                      : record_id_of_text(doc_, m.payload,
+                                          m.topic + "-" + std::to_string(m.partition) + "@" +
+                                              std::to_string(m.offset));
     r.record.json = m.payload;
     r.handle = handle;
     r.deliveries = deliveries;
@@ -120,6 +122,7 @@ class KafkaSource final : public Source {
   KafkaOffsetLedger ledger_;
   std::unordered_map<uint64_t, KafkaMessage> out_;  // handed out, by handle: kept for retry
   std::deque<KafkaMessage> waiting_;                // retried, to be handed out again
+  JsonDocument doc_;                                // for ids of records without a key
   std::optional<KafkaConsumer> consumer_;           // last: closes before the ledger goes
 };
 

@@ -83,12 +83,13 @@ const Connector kConnectors[] = {
     {"amqp", open_amqp_source, lazy_amqp_sink,
      "amqp(s)://user@host/vhost?queue=Q[&prefetch=N]: an existing queue, manual acks after the "
      "sinks (retry: nack and requeue; dead: ack once dead-lettered); deliveries from "
-     "x-delivery-count on quorum queues, else the redelivered flag (2: at least twice)",
+     "x-delivery-count on quorum queues, else the redelivered flag (2: at least twice); "
+     "id: the message-id, else the `id` member, else sha256: of the body",
      "amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K: publisher confirms"},
     {"kafka", open_kafka_source, lazy_kafka_sink,
      "kafka://b1,b2/topic?group=G: commits per partition up to the lowest unsettled offset; "
      "retry: handed out again from memory, the commit held below it; deliveries counted by "
-     "this process",
+     "this process; id: the message key, else the `id` member, else TOPIC-PARTITION@OFFSET",
      "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
 };
 

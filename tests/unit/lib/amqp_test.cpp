@@ -1189,6 +1189,30 @@ TEST(LiveSourceAmqp, SettlingTwiceIsRefusedAndCostsNothing) {
   expect_drained(source, url, queue);
 }
 
+// Without a message-id, the id is the body's `id` member, else a digest of the body: the
+// same on a redelivery, so a sink with a unique key absorbs the duplicate.
+TEST(LiveSourceAmqp, IdsWithoutAMessageIdComeFromTheBody) {
+  std::string queue = unique_name("src-ids");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto sink = open_amqp_sink(url, live_options());
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  std::vector<Record> records{{"", R"({"id":"order-7","n":1})"}, {"", R"({"n":2})"}};
+  ASSERT_TRUE((*sink)->write(records).ok());
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].record.id, "order-7");
+  EXPECT_EQ(got[1].record.id.rfind("sha256:", 0), 0u) << got[1].record.id;
+  test::settle_one(*source, got[0], Verdict::ack);
+  test::settle_one(*source, got[1], Verdict::retry);
+  auto again = test::collect(*source, "", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].record.id, got[1].record.id);
+  test::settle_one(*source, again[0], Verdict::ack);
+  expect_drained(source, url, queue);
+}
+
 TEST(LiveSourceAmqp, MissingQueueIsAConfigError) {
   LIVE_URL_OR_SKIP(url, "queue=unused");
   (void)url;
@@ -1230,14 +1254,18 @@ TEST(LiveSourceAmqp, LostConnectionIsUnavailableAndWhatWasOutComesBack) {
   ASSERT_TRUE(lost.has_value()) << "the source never noticed the closed connection";
   EXPECT_EQ(lost->code, Exit::unavailable) << lost->message;
 
-  // Settled after the loss: dropped (the broker requeued it), not an error.
-  test::settle_one(*source, got[1], Verdict::ack);
   auto again = test::collect(*source, "src-lost", 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].record.id, records[1].id);
   EXPECT_EQ(again[0].deliveries, 2u);
   EXPECT_GT(again[0].handle, got[1].handle) << "handles are never reused across connections";
+  // Settled after the reconnection: dropped (the broker requeued it), not an error, and not
+  // sent as tag 2 of the new channel, which the broker would answer by closing the channel.
+  test::settle_one(*source, got[1], Verdict::ack);
   test::settle_one(*source, again[0], Verdict::ack);
+  auto none = source->next(10, milliseconds(300));
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->records.empty());
   expect_drained(source, url, queue);
 }
 

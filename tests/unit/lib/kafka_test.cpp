@@ -884,6 +884,32 @@ TEST(LiveSourceKafka, RetryHandsTheRecordOutAgainAndHoldsTheCommit) {
   EXPECT_TRUE(none->records.empty());
 }
 
+// Without a key, the id is the record's `id` member, else its place in the log.
+TEST(LiveSourceKafka, IdsWithoutAKeyComeFromTheRecordOrItsOffset) {
+  SOURCE_TOPIC_OR_SKIP(t);
+  t.name("ids");
+  const int64_t base = high_watermark(t.bootstrap, t.topic);
+  auto sink = open_kafka_sink(url_of("kafka://" + t.bootstrap + "/" + t.topic), live_options());
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  std::vector<Record> records{{"", "{\"id\":\"" + t.prefix + "-a\"}"}, {"", "{\"n\":2}"}};
+  auto d = (*sink)->write(records);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  auto source = t.source();
+  ASSERT_TRUE(source);
+  const std::string by_offset = t.topic + "-0@" + std::to_string(base + 1);
+  std::vector<Received> got;
+  for (int i = 0; i < 30 && got.size() < 2; ++i) {
+    for (auto& r : test::collect(*source, "", 1, std::chrono::seconds(5))) {
+      if (r.record.id == t.prefix + "-a" || r.record.id == by_offset) got.push_back(r);
+      test::settle_one(*source, r, Verdict::ack);
+    }
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].record.id, t.prefix + "-a");
+  EXPECT_EQ(got[1].record.id, by_offset);
+  EXPECT_EQ(got[1].record.json, "{\"n\":2}");
+}
+
 // Leaving the group (a revocation of every partition) commits what is safe, without a
 // commit() call: the lowest unacknowledged offset, not the highest acknowledged one.
 TEST(LiveSourceKafka, LeavingTheGroupCommitsWhatIsSafe) {

@@ -156,7 +156,7 @@ class KafkaConsumer {
   /// Commits every stored offset, waiting for the group coordinator (synchronous).
   Status commit();
   /// Commits exactly these offsets of the topic (nothing else), synchronously. Errors:
-  /// Exit::unavailable (no coordinator), Exit::temp_fail (a rebalance is under way or the
+  /// connection_lost (no coordinator), server_busy (a rebalance is under way or the
   /// partition is no longer ours: it will be read again by its new owner).
   Status commit(std::span<const KafkaOffset> offsets);
 
