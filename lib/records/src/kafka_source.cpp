@@ -54,6 +54,11 @@ class KafkaSource final : public Source {
   }
 
   Result<SourceBatch> next(size_t max, std::chrono::milliseconds wait) override {
+    if (deferred_) {
+      Error e = std::move(*deferred_);
+      deferred_.reset();
+      return e;
+    }
     SourceBatch batch;
     // Retries first: that keeps the redelivery queue no longer than what was out.
     while (!waiting_.empty() && batch.records.size() < max) {
@@ -67,7 +72,13 @@ class KafkaSource final : public Source {
     while (batch.records.size() < max) {
       // Wait only for the first record; after it, take what has already arrived.
       auto m = consumer_->next(batch.records.empty() ? wait : std::chrono::milliseconds(0));
-      if (!m) return m.error();
+      if (!m) {
+        // Records already in the ledger must reach the caller, or their offsets would hold
+        // the commit for ever: the error waits for the next call.
+        if (batch.records.empty()) return m.error();
+        deferred_ = m.error();
+        break;
+      }
       if (!*m) break;
       uint64_t handle = 0;
       auto entry = ledger_.handed_out((*m)->partition, (*m)->offset, &handle);
@@ -123,6 +134,7 @@ class KafkaSource final : public Source {
   std::unordered_map<uint64_t, KafkaMessage> out_;  // handed out, by handle: kept for retry
   std::deque<KafkaMessage> waiting_;                // retried, to be handed out again
   JsonDocument doc_;                                // for ids of records without a key
+  std::optional<Error> deferred_;                   // met after records were handed out
   std::optional<KafkaConsumer> consumer_;           // last: closes before the ledger goes
 };
 
