@@ -80,5 +80,14 @@ std::string content_id(std::string_view text);
 /// The record's own id: its top-level `id` member (a string as it is, another value as JSON
 /// text), or `fallback` when it has none (or is not an object).
 std::string record_id(const JsonValue& record, std::string_view fallback);
+/// record_id() of the JSON text `text`, parsed into `doc` (reused between calls, so its
+/// memory is too): `fallback` when the text is not a JSON object or has no `id`.
+std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback);
+
+/// Connects and starts consuming ?queue= (which must exist). Errors: as
+/// AmqpConnection::connect and ::consume (Exit::config for a missing queue).
+Result<std::unique_ptr<Source>> open_amqp_source(const Url& url, const SourceOptions& options);
+/// Joins ?group= and subscribes to the topic. Errors: as KafkaConsumer::connect.
+Result<std::unique_ptr<Source>> open_kafka_source(const Url& url, const SourceOptions& options);
 
 }  // namespace envkit

@@ -86,9 +86,17 @@ const Connector kConnectors[] = {
      "10000 records waiting) or a record was not kept; the body has one JSON line per record "
      "{id, result: accepted|rejected|retry, reason}",
      "http(s)://host/path[?batch=N]: POST, N records a request as a JSON array (1: an object)"},
-    {"amqp", nullptr, lazy_amqp_sink, "",
+    {"amqp", open_amqp_source, lazy_amqp_sink,
+     "amqp(s)://user@host/vhost?queue=Q[&prefetch=N]: an existing queue, manual acks after the "
+     "sinks (retry: nack and requeue; dead: ack once dead-lettered); deliveries from "
+     "x-delivery-count on quorum queues, else the redelivered flag (2: at least twice); "
+     "id: the message-id, else the `id` member, else sha256: of the body",
      "amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K: publisher confirms"},
-    {"kafka", nullptr, lazy_kafka_sink, "", "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
+    {"kafka", open_kafka_source, lazy_kafka_sink,
+     "kafka://b1,b2/topic?group=G: commits per partition up to the lowest unsettled offset; "
+     "retry: handed out again from memory, the commit held below it; deliveries counted by "
+     "this process; id: the message key, else the `id` member, else TOPIC-PARTITION@OFFSET",
+     "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
 };
 
 // Schemes that share a row: the TLS variant speaks the same protocol.
