@@ -312,6 +312,31 @@ TEST_F(LiveRedisStreamSource, ABlockingReadReturnsWithinItsWait) {
   EXPECT_LT(took, milliseconds(3000));
 }
 
+TEST_F(LiveRedisStreamSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBackAtOnce) {
+  std::string stream = redis_test_key("lostreply");
+  add_entries(*conn_, stream, 1);
+  auto s = source({{"stream", stream}, {"group", "g"}, {"consumer", "c"}, {"create", "true"}});
+  ASSERT_TRUE(s);
+  auto held = take(*s, 1);
+  ASSERT_EQ(held.size(), 1u);
+  // The server gives c an entry whose reply never reaches it: the same read from here.
+  add_entries(*conn_, stream, 1, "lost");
+  cmd({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", stream, ">"});
+  cmd({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  auto broken = s->next(10, milliseconds(100));
+  ASSERT_FALSE(broken.ok());
+  // Reconnected, it finds the lost entry in its own pending list without waiting for
+  // claim-idle (30 s here), and does not hand out again the one it still holds.
+  auto got = take(*s, 1, milliseconds(3000));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].record.id, "lost0");
+  auto more = s->next(10, milliseconds(100));
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->records.empty());
+  ASSERT_TRUE(s->settle(verdicts({held[0], got[0]}, Verdict::ack)).ok());
+  EXPECT_TRUE(pending(stream, "g").empty());
+}
+
 // ---- list ----
 
 TEST_F(LiveRedisListSource, ConsumesOldestFirstAndAcksEmptyTheProcessingList) {
@@ -422,6 +447,29 @@ TEST_F(LiveRedisListSource, ReadsBackWhatTheRedisSinkWrote) {
     EXPECT_EQ(got[i].record.id, records[i].id);
   }
   ASSERT_TRUE(s->settle(verdicts(got, Verdict::ack)).ok());
+  EXPECT_EQ(cmd({"EXISTS", list + ":processing"}).integer, 0);
+}
+
+TEST_F(LiveRedisListSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBackAtOnce) {
+  std::string list = redis_test_key("list-lost");
+  cmd({"RPUSH", list, "{\"id\":\"same\"}", "{\"id\":\"same\"}", "{\"id\":\"other\"}"});
+  auto s = source({{"list", list}});
+  ASSERT_TRUE(s);
+  auto held = take(*s, 1);
+  ASSERT_EQ(held.size(), 1u);
+  // An LMOVE the server ran but whose reply was lost: an equal record, moved from here.
+  cmd({"LMOVE", list, list + ":processing", "LEFT", "RIGHT"});
+  cmd({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_FALSE(s->next(10, milliseconds(100)).ok());
+  auto got = take(*s, 2, milliseconds(3000));
+  ASSERT_EQ(got.size(), 2u);
+  // The lost one (equal to the one still out, but a second copy) first, then the rest.
+  EXPECT_EQ(got[0].record.id, "same");
+  EXPECT_EQ(got[1].record.id, "other");
+  auto more = s->next(10, milliseconds(100));
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->records.empty());
+  ASSERT_TRUE(s->settle(verdicts({held[0], got[0], got[1]}, Verdict::ack)).ok());
   EXPECT_EQ(cmd({"EXISTS", list + ":processing"}).integer, 0);
 }
 
