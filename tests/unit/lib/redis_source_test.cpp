@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <set>
 
 namespace envkit {
@@ -312,6 +313,23 @@ TEST_F(LiveRedisStreamSource, ABlockingReadReturnsWithinItsWait) {
   EXPECT_LT(took, milliseconds(3000));
 }
 
+// CLIENT KILL of every other client: the sources' connections break as if the network did.
+// The commands ignore SIGPIPE (install_signal_handlers()); so does this, while a test runs,
+// or the write to a killed Unix socket would end the test binary instead of failing a call.
+class KilledConnections {
+ public:
+  explicit KilledConnections(RedisConnection& conn) : before_(std::signal(SIGPIPE, SIG_IGN)) {
+    auto r = conn.command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+    EXPECT_TRUE(r.ok() && !r->is_error());
+  }
+  ~KilledConnections() { std::signal(SIGPIPE, before_); }
+  KilledConnections(const KilledConnections&) = delete;
+  KilledConnections& operator=(const KilledConnections&) = delete;
+
+ private:
+  void (*before_)(int);
+};
+
 TEST_F(LiveRedisStreamSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBackAtOnce) {
   std::string stream = redis_test_key("lostreply");
   add_entries(*conn_, stream, 1);
@@ -322,7 +340,7 @@ TEST_F(LiveRedisStreamSource, AfterABrokenConnectionEntriesWhoseReplyWasLostCome
   // The server gives c an entry whose reply never reaches it: the same read from here.
   add_entries(*conn_, stream, 1, "lost");
   cmd({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", stream, ">"});
-  cmd({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  KilledConnections killed(*conn_);
   auto broken = s->next(10, milliseconds(100));
   ASSERT_FALSE(broken.ok());
   // Reconnected, it finds the lost entry in its own pending list without waiting for
@@ -459,7 +477,7 @@ TEST_F(LiveRedisListSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBa
   ASSERT_EQ(held.size(), 1u);
   // An LMOVE the server ran but whose reply was lost: an equal record, moved from here.
   cmd({"LMOVE", list, list + ":processing", "LEFT", "RIGHT"});
-  cmd({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  KilledConnections killed(*conn_);
   ASSERT_FALSE(s->next(10, milliseconds(100)).ok());
   auto got = take(*s, 2, milliseconds(3000));
   ASSERT_EQ(got.size(), 2u);
