@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include <envkit/base64.hpp>
 #include <envkit/connection.hpp>
 #include <envkit/json.hpp>
 #include <envkit/result.hpp>
@@ -316,12 +317,10 @@ Result<std::unique_ptr<Backend>> make_mysql_backend(const envkit::Url& url, cons
 Result<std::unique_ptr<Backend>> make_redis_backend(const envkit::Url& url, const BackendOptions& options);
 Result<std::unique_ptr<Backend>> make_mongo_backend(const envkit::Url& url, const BackendOptions& options);
 
-/// Standard base64 (RFC 4648, with padding): how binary values are written in records.
-std::string base64_encode(std::string_view bytes);
-/// The same, written at `out` (room for (bytes.size() + 2) / 3 * 4 chars); returns its end.
-char* base64_encode_to(char* out, std::string_view bytes);
-/// Decodes standard base64; Exit::data on a malformed input.
-Result<std::string> base64_decode(std::string_view text);
+// Binary values are written in records as standard base64 (envkit/base64.hpp).
+using envkit::base64_decode;
+using envkit::base64_encode;
+using envkit::base64_encode_to;
 
 /// Canonical JSON text of a record for comparisons (object members sorted by key), so that
 /// two records with the same content compare equal as strings.

@@ -16,6 +16,7 @@
 #include <envkit/jsonl.hpp>
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
+#include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
 #include "db-backup/record_index.hpp"
@@ -261,16 +262,17 @@ Result<Exit> run_dump(const Config& c) {
     if (auto st = write_metrics(c.metrics_file, *stats, 0); !st) return st.error();
     return Exit::ok;
   }
-  // Daemon: a backup every period, on the clock; a failed round is logged and retried at the
-  // next tick. SIGTERM ends the loop; a backup in flight is abandoned (its temporary
-  // directory removed), never left looking complete.
+  // Daemon: a backup at once, then on the clock's grid (multiples of --every since the
+  // epoch), so the schedule never drifts however long a backup takes; a backup that
+  // overruns a tick skips it. A failed round is logged and retried at the next tick.
+  // SIGTERM ends the loop; a backup in flight is abandoned (its temporary directory
+  // removed), never left looking complete.
   uint64_t failures = 0;
-  auto period = c.every.value;
-  auto next = std::chrono::steady_clock::now();
-  while (!envkit::stop_requested()) {
+  envkit::GridSchedule schedule(c.every.value);
+  envkit::run_on_schedule(schedule, /*at_once=*/true, [&](envkit::SysMillis) {
     auto stats = dump_once(round);
     if (!stats) {
-      if (envkit::stop_requested()) break;
+      if (envkit::stop_requested()) return false;
       ++failures;
       envkit::log_error(stats.error().message);
       RunStats failed;
@@ -278,11 +280,8 @@ Result<Exit> run_dump(const Config& c) {
     } else if (auto st = write_metrics(c.metrics_file, *stats, failures); !st) {
       envkit::log_error(st.error().message);
     }
-    next += period;
-    auto now = std::chrono::steady_clock::now();
-    if (next < now) next = now;  // a round longer than the period: start the next at once
-    envkit::sleep_unless_stopped(next - now);
-  }
+    return true;
+  });
   envkit::log_info("stopped by signal");
   return Exit::ok;
 }

@@ -18,7 +18,6 @@
 // like mysqldump --single-transaction), with a warning, "method":"single-transaction" in the
 // manifest's snapshot, and the binlog position from SHOW STATUS LIKE 'binlog_snapshot_%'.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -30,6 +29,7 @@
 #include <envkit/mysql.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
+#include <envkit/worker_pool.hpp>
 #include "db-backup/mysql_rows.hpp"
 #include "db-backup/record_index.hpp"
 
@@ -448,27 +448,10 @@ Status MysqlBackend::dump(BackupWriter& out) {
     out.progress().begin_object(t.name, t.estimated_rows);
   }
 
-  std::atomic<size_t> next{0};
-  std::mutex err_mu;
-  Status first_error;
-  std::atomic<bool> abort{false};
-  auto work = [&](MysqlConnection& conn) {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= items.size() || abort) return;
-      auto st = dump_item(conn, out, (*tables)[items[i].table], items[i]);
-      if (!st) {
-        std::lock_guard lock(err_mu);
-        if (first_error) first_error = st;
-        abort = true;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t i = 1; i < workers.size(); ++i) pool.emplace_back(work, std::ref(workers[i]));
-  work(workers[0]);
-  for (auto& th : pool) th.join();
+  // One connection per worker, all inside the same snapshot.
+  Status first_error = envkit::for_each_parallel(items.size(), workers.size(), [&](size_t w, size_t i) {
+    return dump_item(workers[w], out, (*tables)[items[i].table], items[i]);
+  });
   for (auto& t : *tables) out.progress().end_object(t.name);
   return first_error;
 }
@@ -516,25 +499,20 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
                     const FileEntry& f, size_t batch_rows) {
   auto reader = in.open(f);
   if (!reader) return reader.error();
-  std::string head = "INSERT INTO " + quote_identifier(t.object->name) + " (";
-  for (size_t i = 0; i < t.columns.size(); ++i)
-    head += (i ? ", " : "") + quote_identifier(t.columns[i].name);
-  head += ") VALUES ";
+  std::vector<std::string> names;
+  for (const auto& column : t.columns) names.push_back(column.name);
+  envkit::InsertBuilder insert(t.object->name, names, {}, batch_rows);
   RowDecoder decoder(t.columns, c);
-  std::string sql = head;
-  size_t in_batch = 0;
-  constexpr size_t kMaxStatement = 4 << 20;
   // Commits every 32 MiB of statements rather than every statement: a server that fsyncs
   // at each commit would otherwise spend its time there.
   constexpr size_t kCommitBytes = 32 << 20;
   size_t uncommitted = 0;
   if (auto st = c.execute("START TRANSACTION"); !st) return st;
   auto flush = [&]() -> Status {
-    if (in_batch == 0) return {};
+    if (insert.empty()) return {};
+    std::string sql = insert.take();
     auto st = c.execute(sql);
     uncommitted += sql.size();
-    sql = head;
-    in_batch = 0;
     if (!st) return st.error().context("restoring " + t.object->name);
     if (uncommitted >= kCommitBytes) {
       uncommitted = 0;
@@ -547,11 +525,12 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
     auto line = reader->next();
     if (!line) return line.error();
     if (!*line) break;
-    if (in_batch) sql += ',';
-    if (auto st = decoder.append_values(**line, sql); !st) return st.error().context(f.name);
-    if (++in_batch >= batch_rows || sql.size() >= kMaxStatement) {
+    if (auto st = decoder.append_values(**line, insert.next_row()); !st)
+      return st.error().context(f.name);
+    if (insert.full()) {
+      size_t rows = insert.rows();
       if (auto st = flush(); !st) return st;
-      if (in.progress) in.progress->advance(t.object->name, batch_rows, 0);
+      if (in.progress) in.progress->advance(t.object->name, rows, 0);
       if (envkit::stop_requested())
         return Error{Exit::temp_fail, "stopped by signal while restoring"};
     }
@@ -634,27 +613,9 @@ Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts)
     if (auto st = session_for_restore(*c); !st) return st;
     conns.push_back(std::move(*c));
   }
-  std::atomic<size_t> next{0};
-  std::atomic<bool> abort{false};
-  std::mutex mu;
-  Status first_error;
-  auto work = [&](MysqlConnection& conn) {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= jobs.size() || abort) return;
-      auto st = restore_file(conn, in, *jobs[i].table, *jobs[i].file, opts.batch_rows);
-      if (!st) {
-        std::lock_guard lock(mu);
-        if (first_error) first_error = st;
-        abort = true;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t i = 1; i < conns.size(); ++i) pool.emplace_back(work, std::ref(conns[i]));
-  work(conns[0]);
-  for (auto& th : pool) th.join();
+  Status first_error = envkit::for_each_parallel(jobs.size(), conns.size(), [&](size_t w, size_t i) {
+    return restore_file(conns[w], in, *jobs[i].table, *jobs[i].file, opts.batch_rows);
+  });
   for (const auto& t : tables)
     if (in.progress) in.progress->end_object(t.object->name);
   if (!first_error) return first_error;

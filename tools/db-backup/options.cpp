@@ -136,7 +136,7 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("chunk-rows", value(&c.chunk_rows)->value_name("N"),
        "split tables larger than N rows into primary-key ranges (default 500000)")
       ("compress", value(&c.compress)->value_name("ALG"), "none (default), gzip or zstd")
-      ("every", value(&c.every)->value_name("DUR"), "run as a daemon: a backup every DUR")
+      ("every", value(&c.every)->value_name("DUR"), "run as a daemon: a backup at start, then at every tick of DUR on the clock's grid")
       ("keep-last", value(&c.keep_last)->value_name("N"), "keep the N newest backups")
       ("keep-daily", value(&c.keep_daily)->value_name("N"), "keep the newest backup of each of the last N days")
       ("keep-weekly", value(&c.keep_weekly)->value_name("N"), "keep the newest backup of each of the last N weeks")

@@ -7,6 +7,8 @@
 
 #include "proxy-check/probes.hpp"
 
+#include <envkit/base64.hpp>
+
 namespace proxy_check {
 
 namespace {
@@ -43,23 +45,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string base64(std::string_view in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
-  }
-  return out;
-}
 
 struct Response {
   int status = 0;
@@ -162,7 +147,7 @@ ProbeResult probe_http(const envkit::Url& original, const ProbeOptions& options)
                           "\r\nUser-Agent: envkit-proxy-check/" ENVKIT_VERSION
                           "\r\nAccept: */*\r\nConnection: close\r\n";
     if (!url.user.empty() || url.password) {
-      request += "Authorization: Basic " + base64(url.user + ":" + url.password.value_or("")) + "\r\n";
+      request += "Authorization: Basic " + envkit::base64_encode(url.user + ":" + url.password.value_or("")) + "\r\n";
     }
     request += "\r\n";
     if (auto st = stream->write_all(request, options.deadline); !st) return fail(r, "request", st.error());

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -17,8 +16,10 @@
 #include <envkit/json.hpp>
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
+#include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
+#include <envkit/worker_pool.hpp>
 #include "proxy-check/probes.hpp"
 
 namespace proxy_check {
@@ -209,23 +210,16 @@ ProbeResult check_target(const TargetSpec& t, const Group& group, const Config& 
 std::vector<ProbeResult> check_all(const std::vector<std::pair<const Group*, const TargetSpec*>>& targets,
                                    const Config& config) {
   std::vector<ProbeResult> results(targets.size());
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < targets.size(); i = next++) {
-      try {
-        results[i] = check_target(*targets[i].second, *targets[i].first, config);
-      } catch (const std::exception& e) {
-        results[i].state = State::unknown;
-        results[i].summary = std::string("internal error: ") + e.what();
-      }
+  // A target's failure is its result, never the pool's: every target is checked.
+  (void)envkit::for_each_parallel(targets.size(), config.concurrency, [&](size_t, size_t i) {
+    try {
+      results[i] = check_target(*targets[i].second, *targets[i].first, config);
+    } catch (const std::exception& e) {
+      results[i].state = State::unknown;
+      results[i].summary = std::string("internal error: ") + e.what();
     }
-  };
-  size_t n = std::min(config.concurrency, targets.size());
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
+    return envkit::Status{};
+  });
   return results;
 }
 
@@ -545,16 +539,29 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
     return static_cast<int>(round->overall);
   }
 
-  // --watch: each group on its own interval; print what changed (everything the first time).
-  std::map<const Group*, Clock::time_point> due;
-  for (const Group* g : all) due[g] = Clock::now();
+  // --watch: every group at once, then each on its own interval's grid (multiples of the
+  // interval since the epoch), so checks never drift and hosts with the same interval check
+  // together; print what changed (everything the first time).
+  std::map<const Group*, envkit::GridSchedule> schedules;
+  for (const Group* g : all) schedules.emplace(g, envkit::GridSchedule(g->interval));
+  bool first = true;
   std::map<std::string, CheckOutcome> latest;  // by health key
   std::map<const Group*, GroupVerdict> verdicts;
   State overall = State::ok;
   while (!envkit::stop_requested()) {
     std::vector<const Group*> now_due;
-    for (const Group* g : all)
-      if (due[g] <= Clock::now()) now_due.push_back(g);
+    for (const Group* g : all) {
+      auto& schedule = schedules.at(g);
+      if (!first && !schedule.due()) continue;
+      if (!first) {
+        if (uint64_t skipped = schedule.advance(); skipped > 0) {
+          envkit::log_warning("group " + g->name + ": checks took longer than its interval; skipping " +
+                              std::to_string(skipped) + " tick(s)");
+        }
+      }
+      now_due.push_back(g);
+    }
+    first = false;
     if (!now_due.empty()) {
       auto round = run_round(config, now_due, memory);
       if (!round) return round.error();
@@ -588,7 +595,6 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
         verdicts[v.group] = v;
       }
       out.flush();
-      for (const Group* g : now_due) due[g] = Clock::now() + g->interval;
       overall = State::ok;
       for (const auto& [g, v] : verdicts) overall = worst(overall, v.state);
       if (!config.metrics_file.empty()) {
@@ -599,9 +605,10 @@ envkit::Result<int> run(const Config& config, std::ostream& out) {
         if (auto st = write_metrics(config.metrics_file, outs, vs); !st) envkit::log_warning(st.error().message);
       }
     }
-    auto next = Clock::time_point::max();
-    for (const auto& [g, t] : due) next = std::min(next, t);
-    envkit::sleep_unless_stopped(std::max(next - Clock::now(), Clock::duration(std::chrono::milliseconds(10))));
+    auto next = envkit::SysMillis::max();
+    for (const auto& [g, schedule] : schedules) next = std::min(next, schedule.next());
+    envkit::sleep_unless_stopped(std::max(next - std::chrono::system_clock::now(),
+                                          std::chrono::system_clock::duration::zero()));
   }
   return static_cast<int>(overall);
 }

@@ -14,6 +14,7 @@
 #include <envkit/metrics.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/registry.hpp>
+#include <envkit/schedule.hpp>
 #include <envkit/pipeline.hpp>
 #include "sensor-push/openmeteo.hpp"
 #include "sensor-push/sim.hpp"
@@ -101,18 +102,15 @@ class ReadingSource final : public envkit::Source {
     else if (c_.every.value.count() > 0) mode_ = Mode::every;
     else if (c_.source == "sim" && c_.count > 0 && !c_.once) mode_ = Mode::burst;
     else mode_ = Mode::once;
-    if (c_.duration.value.count() > 0) end_ = start_ + c_.duration.value;
-    // Paced records start 20 ms out, so the first ones are not born late.
+    // Paced records start 20 ms out, so the first ones are not born late; --duration
+    // counts from there, so a rate R for D seconds makes R x D records.
     t0_ = start_ + milliseconds(20);
+    if (c_.duration.value.count() > 0) end_ = t0_ + c_.duration.value;
+    // --every ticks on the clock's grid (envkit/schedule.hpp): no drift, and hosts with the
+    // same interval tick together.
+    if (mode_ == Mode::every) schedule_.emplace(c_.every.value);
     sys0_ = ceil<milliseconds>(system_clock::now() + milliseconds(20));
     burst_t0_ = floor<seconds>(system_clock::now());
-    if (mode_ == Mode::every) {
-      // Ticks sit on the clock's grid (multiples of --every since the epoch), so the schedule
-      // never drifts and two hosts with the same interval tick together.
-      auto period = c_.every.value;
-      tick_ = ceil<milliseconds>(system_clock::now());
-      tick_ = SysMillis((tick_.time_since_epoch() + period - milliseconds(1)) / period * period);
-    }
   }
 
   Result<envkit::SourceBatch> next(size_t max, milliseconds wait) override {
@@ -127,18 +125,14 @@ class ReadingSource final : public envkit::Source {
           b.end = true;
           break;
         }
-        auto until = tick_ - system_clock::now();
-        if (until > milliseconds(0)) {
-          envkit::sleep_unless_stopped(std::min<system_clock::duration>(until, wait));
+        if (!schedule_->due()) {
+          envkit::sleep_unless_stopped(std::min<system_clock::duration>(schedule_->next() - system_clock::now(), wait));
           break;
         }
-        b.records = round(tick_, max);
-        tick_ += c_.every.value;
-        auto now = system_clock::now();
-        if (tick_ < now) {
-          auto skipped = (now - tick_) / c_.every.value + 1;
+        b.records = round(schedule_->next(), max);
+        // Taken after the round, so the ticks a long round overran are skipped, not bunched.
+        if (uint64_t skipped = schedule_->advance(); skipped > 0) {
           envkit::log_warning("a round took longer than --every; skipping " + std::to_string(skipped) + " tick(s)");
-          tick_ += skipped * c_.every.value;
         }
         break;
       }
@@ -255,7 +249,8 @@ class ReadingSource final : public envkit::Source {
   std::optional<OpenMeteoSource>& api_;
   Mode mode_ = Mode::once;
   steady_clock::time_point start_, t0_, end_ = steady_clock::time_point::max();
-  SysMillis sys0_, tick_;
+  SysMillis sys0_;
+  std::optional<envkit::GridSchedule> schedule_;
   time_point<system_clock, seconds> burst_t0_;
   uint64_t made_ = 0, rounds_ = 0, lost_ = 0, api_calls_ = 0, api_retries_ = 0, fetch_failed_ = 0;
   Exit fetch_failure_ = Exit::ok;

@@ -2,6 +2,8 @@
 // and the AMQP sink.
 #include <envkit/amqp.hpp>
 
+#include <envkit/exit_status.hpp>
+
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
@@ -70,31 +72,34 @@ std::string ms_text(milliseconds ms) { return std::to_string(ms.count()) + " ms"
 
 std::string describe_status(int status) { return amqp_error_string2(status); }
 
-// AMQP reply codes (the spec's constants) to exit statuses: what the operator must fix is
-// configuration, what passes is unavailability.
-Exit reply_exit(uint16_t code) {
+// AMQP reply codes (the spec's constants) as failure kinds (envkit/exit_status.hpp).
+Failure reply_failure(uint16_t code) {
   switch (code) {
+    case 403:  // ACCESS_REFUSED: at login, refused credentials (see connect()); later, an ACL
+      return Failure::permission_denied;
+    case 404:  // NOT_FOUND: no such queue or exchange
+      return Failure::not_found;
+    case 530:  // NOT_ALLOWED: an unknown vhost, or one the user may not use
+      return Failure::not_found;
     case 402:  // INVALID_PATH
-    case 403:  // ACCESS_REFUSED
-    case 404:  // NOT_FOUND
-    case 406:  // PRECONDITION_FAILED
-    case 530:  // NOT_ALLOWED (unknown vhost, no access to it)
-      return Exit::config;
+    case 406:  // PRECONDITION_FAILED: a queue declared with other arguments
+      return Failure::config;
     case 311:  // CONTENT_TOO_LARGE
-      return Exit::data;
+      return Failure::bad_data;
     case 405:  // RESOURCE_LOCKED (an exclusive queue of another connection)
-      return Exit::temp_fail;
+      return Failure::lock_held;
+    case 506:  // RESOURCE_ERROR: the broker is short of a resource
+      return Failure::server_busy;
     case 501:  // FRAME_ERROR
     case 502:  // SYNTAX_ERROR
     case 503:  // COMMAND_INVALID
     case 505:  // UNEXPECTED_FRAME
     case 540:  // NOT_IMPLEMENTED
-      return Exit::software;
-    default:  // 320 CONNECTION_FORCED, 504 CHANNEL_ERROR, 506 RESOURCE_ERROR, 541 INTERNAL_ERROR
-      return Exit::unavailable;
+      return Failure::internal;
+    default:  // 320 CONNECTION_FORCED, 504 CHANNEL_ERROR, 541 INTERNAL_ERROR
+      return Failure::connection_lost;
   }
 }
-
 
 template <class Int>
 std::optional<Int> parse_int(std::string_view text) {
@@ -115,15 +120,18 @@ Result<int> tcp_connect(const std::string& host, uint16_t port, Clock::time_poin
   addrinfo* list = nullptr;
   std::string port_text = std::to_string(port);
   if (int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &list); rc != 0) {
-    return Error{Exit::unavailable, "cannot resolve host '" + host + "': " + gai_strerror(rc)};
+    std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc);
+    return fail(failure_from_gai(rc), "cannot resolve host '" + host + "': " + why);
   }
   std::unique_ptr<addrinfo, void (*)(addrinfo*)> owner(list, ::freeaddrinfo);
   std::string why = "no address";
+  Failure kind = Failure::name_not_found;
   for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
     int fd =
         ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
       why = std::strerror(errno);
+      kind = Failure::internal;
       continue;
     }
     int one = 1;
@@ -138,7 +146,7 @@ Result<int> tcp_connect(const std::string& host, uint16_t port, Clock::time_poin
       } while (n < 0 && errno == EINTR);
       if (n == 0) {
         ::close(fd);
-        return Error{Exit::unavailable, "no answer within " + ms_text(connect_timeout)};
+        return fail(Failure::unreachable, "no answer within " + ms_text(connect_timeout));
       }
       int err = 0;
       socklen_t len = sizeof err;
@@ -148,11 +156,12 @@ Result<int> tcp_connect(const std::string& host, uint16_t port, Clock::time_poin
     }
     if (rc == 0) return fd;
     why = std::strerror(errno);
+    kind = failure_from_socket_errno(errno);
     ::close(fd);
   }
   // strerror says "Connection refused"; messages here read in lower case.
   if (!why.empty()) why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
-  return Error{Exit::unavailable, why};
+  return fail(kind, why);
 }
 
 }  // namespace
@@ -238,7 +247,7 @@ void AmqpWatchdogDeleter::operator()(AmqpWatchdog* watchdog) const { delete watc
 Result<AmqpSettings> amqp_settings(const Url& url, const ConnectionOptions& options) {
   AmqpSettings s;
   s.endpoint = url.redacted();
-  auto bad = [&](std::string why) { return Error{Exit::usage, why + " in " + s.endpoint}; };
+  auto bad = [&](std::string why) { return fail(Failure::usage, why + " in " + s.endpoint); };
   if (url.scheme != "amqp" && url.scheme != "amqps") {
     return bad("not an AMQP URL (amqp:// or amqps://)");
   }
@@ -445,9 +454,10 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
   const Clock::time_point deadline = Clock::now() + options.connect_timeout;
   std::unique_ptr<amqp_connection_state_t_, detail::AmqpStateDestroyer> state(
       amqp_new_connection());
-  if (!state) return Error{Exit::software, prefix + ": out of memory"};
+  if (!state) return envkit::fail(Failure::internal, prefix + ": out of memory");
 
   std::string failures;
+  Exit failed_with = exit_for(Failure::unreachable);  // the last host's failure decides
   bool opened = false;
   for (const HostPort& h : s.hosts) {
     std::string where = s.hosts.size() > 1 ? h.host + ":" + std::to_string(h.port) + ": " : "";
@@ -459,23 +469,24 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
       auto fd = tcp_connect(h.host, h.port, deadline, options.connect_timeout);
       if (!fd) {
         failures += (failures.empty() ? "" : "; ") + where + fd.error().message;
+        failed_with = fd.error().code;
         continue;
       }
       amqp_socket_t* socket = amqp_tcp_socket_new(state.get());
       if (socket == nullptr) {
         ::close(*fd);
-        return Error{Exit::software, prefix + ": out of memory"};
+        return envkit::fail(Failure::internal, prefix + ": out of memory");
       }
       amqp_tcp_socket_set_sockfd(socket, *fd);  // the socket owns the descriptor now
       opened = true;
       break;
     }
     amqp_socket_t* socket = amqp_ssl_socket_new(state.get());
-    if (socket == nullptr) return Error{Exit::software, prefix + ": cannot create a TLS socket"};
+    if (socket == nullptr) return envkit::fail(Failure::internal, prefix + ": cannot create a TLS socket");
     auto* ctx = static_cast<SSL_CTX*>(amqp_ssl_socket_get_context(socket));
     if (!s.tls.ca_file.empty()) {
       if (amqp_ssl_socket_set_cacert(socket, s.tls.ca_file.c_str()) != AMQP_STATUS_OK) {
-        return Error{Exit::config, prefix + ": cannot load the CA file " + s.tls.ca_file};
+        return envkit::fail(Failure::config, prefix + ": cannot load the CA file " + s.tls.ca_file);
       }
     } else if (ctx != nullptr) {
       SSL_CTX_set_default_verify_paths(ctx);  // the system store, as curl and kcat use
@@ -483,8 +494,8 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
     if (!s.tls.cert_file.empty() &&
         amqp_ssl_socket_set_key(socket, s.tls.cert_file.c_str(), s.tls.key_file.c_str()) !=
             AMQP_STATUS_OK) {
-      return Error{Exit::config, prefix + ": cannot load the client certificate " +
-                                     s.tls.cert_file + " and key " + s.tls.key_file};
+      return envkit::fail(Failure::config, prefix + ": cannot load the client certificate " +
+                                       s.tls.cert_file + " and key " + s.tls.key_file);
     }
     amqp_ssl_socket_set_verify_peer(socket, s.tls.verify ? 1 : 0);
     if (s.tls.verify && !s.tls.server_name.empty() && ctx != nullptr) {
@@ -501,19 +512,24 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
       break;
     }
     if (rc == AMQP_STATUS_SSL_PEER_VERIFY_FAILED) {
-      return Error{Exit::config, prefix + ": " + describe_status(rc) +
-                                     " (is its CA in tls-ca= / --tls-ca, or the system store?)"};
+      return envkit::fail(Failure::tls_failed, prefix + ": " + describe_status(rc) +
+                                           " (is its CA in tls-ca= / --tls-ca, or the system store?)");
     }
     if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED) {
-      return Error{Exit::config, prefix + ": " + describe_status(rc) + " (the certificate does " +
-                                     "not name '" + h.host + "'; see tls-server-name=)"};
+      return envkit::fail(Failure::tls_failed, prefix + ": " + describe_status(rc) +
+                                           " (the certificate does not name '" + h.host +
+                                           "'; see tls-server-name=)");
     }
     std::string why = rc == AMQP_STATUS_TIMEOUT
                           ? "no answer within " + ms_text(options.connect_timeout)
                           : describe_status(rc);
     failures += (failures.empty() ? "" : "; ") + where + why;
+    failed_with = exit_for(rc == AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED ? failure_resolving(h.host)
+                           : rc == AMQP_STATUS_SSL_CONNECTION_FAILED    ? Failure::tls_failed
+                           : rc == AMQP_STATUS_TIMEOUT                  ? Failure::unreachable
+                                                                        : Failure::connection_lost);
   }
-  if (!opened) return Error{Exit::unavailable, prefix + ": " + failures};
+  if (!opened) return Error{failed_with, prefix + ": " + failures};
 
   // Login and channel set-up belong to connecting: a port that accepts and never speaks AMQP
   // must fail within the connect timeout.
@@ -546,15 +562,15 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
   if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
     int rc = reply.library_error;
     if (rc == AMQP_STATUS_TIMEOUT) {
-      return Error{Exit::unavailable, prefix + ": no answer within " +
-                                          ms_text(options.connect_timeout) +
-                                          " (is it an AMQP 0-9-1 broker?)"};
+      return envkit::fail(Failure::unreachable, prefix + ": no answer within " +
+                                            ms_text(options.connect_timeout) +
+                                            " (is it an AMQP 0-9-1 broker?)");
     }
     if (rc == AMQP_STATUS_CONNECTION_CLOSED || rc == AMQP_STATUS_SOCKET_ERROR) {
-      return Error{Exit::unavailable,
-                   prefix + ": the server closed the connection during the handshake"};
+      return envkit::fail(Failure::connection_lost,
+                  prefix + ": the server closed the connection during the handshake");
     }
-    return Error{Exit::unavailable, prefix + ": login failed: " + describe_status(rc)};
+    return envkit::fail(Failure::connection_lost, prefix + ": login failed: " + describe_status(rc));
   }
   if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
     uint16_t code = 0;
@@ -566,10 +582,12 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
       amqp_connection_close_ok_t ok{};
       amqp_send_method(state.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
     }
-    // 403 is refused credentials, 530 an unknown vhost or one the user may not use.
-    Exit exit = code == 0 ? Exit::unavailable : reply_exit(code);
+    // At login, 403 is refused credentials; 530 an unknown vhost or one the user may not use.
+    Failure kind = code == 0     ? Failure::connection_lost
+                   : code == 403 ? Failure::auth_refused
+                                 : reply_failure(code);
     std::string what = code == 403 ? "login refused" : code == 530 ? "vhost refused" : "refused";
-    return Error{exit, prefix + ": " + what + ": " + std::to_string(code) + " " + text};
+    return envkit::fail(kind, prefix + ": " + what + ": " + std::to_string(code) + " " + text);
   }
 
   // What is left of the connect timeout bounds opening the channel (rabbitmq-c reads a zero
@@ -589,17 +607,17 @@ Result<AmqpConnection> AmqpConnection::connect(const AmqpSettings& s,
 Status AmqpConnection::set_rpc_timeout(milliseconds timeout) {
   timeval tv = to_timeval(timeout);
   if (amqp_set_rpc_timeout(state_.get(), &tv) != AMQP_STATUS_OK) {
-    return fail(Exit::software, "cannot set the RPC timeout");
+    return fail(Failure::internal, "cannot set the RPC timeout");
   }
   return {};
 }
 
-Error AmqpConnection::fail(Exit code, std::string why) {
+Error AmqpConnection::fail(Failure kind, std::string why) {
   if (failure_.empty()) {
     failure_ = why;
-    failure_code_ = code;
+    failure_code_ = exit_for(kind);
   }
-  return Error{code, endpoint_ + ": " + why};
+  return Error{exit_for(kind), endpoint_ + ": " + why};
 }
 
 Error AmqpConnection::unusable() const {
@@ -615,14 +633,14 @@ Status AmqpConnection::check_rpc(std::string_view what) {
     case AMQP_RESPONSE_NORMAL:
       return {};
     case AMQP_RESPONSE_NONE:
-      return fail(Exit::software, std::string(what) + ": no reply");
+      return fail(Failure::internal, std::string(what) + ": no reply");
     case AMQP_RESPONSE_LIBRARY_EXCEPTION: {
       int rc = reply.library_error;
       if (rc == AMQP_STATUS_TIMEOUT) {
-        return fail(Exit::unavailable,
+        return fail(Failure::io_timeout,
                     std::string(what) + ": no answer within " + ms_text(options_.io_timeout));
       }
-      return fail(Exit::unavailable, std::string(what) + ": " + describe_status(rc));
+      return fail(Failure::connection_lost, std::string(what) + ": " + describe_status(rc));
     }
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       break;
@@ -642,7 +660,7 @@ Status AmqpConnection::check_rpc(std::string_view what) {
     amqp_connection_close_ok_t ok{};
     amqp_send_method(state_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
   }
-  return fail(reply_exit(code), std::string(what) + ": " + std::to_string(code) + " " + text);
+  return fail(code == 0 ? Failure::connection_lost : reply_failure(code), std::string(what) + ": " + std::to_string(code) + " " + text);
 }
 
 Status AmqpConnection::open_channel() {
@@ -709,16 +727,16 @@ Result<bool> AmqpConnection::read_frame(Clock::time_point deadline, Frame& out) 
   if (rc == AMQP_STATUS_OK) return true;
   if (rc == AMQP_STATUS_TIMEOUT) return false;
   if (watchdog_ && watchdog_->fired()) {
-    return fail(Exit::unavailable, "no progress within " + ms_text(options_.io_timeout) +
+    return fail(Failure::server_busy, "no progress within " + ms_text(options_.io_timeout) +
                                        " (is the broker blocking publishers on a resource alarm?)");
   }
   if (rc == AMQP_STATUS_HEARTBEAT_TIMEOUT) {
-    return fail(Exit::unavailable, "the broker stopped sending heartbeats");
+    return fail(Failure::connection_lost, "the broker stopped sending heartbeats");
   }
   if (rc == AMQP_STATUS_CONNECTION_CLOSED || rc == AMQP_STATUS_SOCKET_ERROR) {
-    return fail(Exit::unavailable, "the connection was lost (" + describe_status(rc) + ")");
+    return fail(Failure::connection_lost, "the connection was lost (" + describe_status(rc) + ")");
   }
-  return fail(Exit::unavailable, "reading from the broker failed: " + describe_status(rc));
+  return fail(Failure::connection_lost, "reading from the broker failed: " + describe_status(rc));
 }
 
 // The header and body frames that follow basic.deliver and basic.return, copied out of
@@ -727,14 +745,14 @@ Result<AmqpMessage> AmqpConnection::read_content(Clock::time_point deadline) {
   AmqpMessage out;
   Frame f;
   auto incomplete = [&] {
-    return fail(Exit::unavailable,
+    return fail(Failure::io_timeout,
                 "a message arrived incomplete: no content within " + ms_text(options_.io_timeout));
   };
   auto got = read_frame(deadline, f);
   if (!got) return got.error();
   if (!*got) return incomplete();
   if (f.frame.frame_type != AMQP_FRAME_HEADER) {
-    return fail(Exit::software, "expected a content header frame from the broker");
+    return fail(Failure::wrong_protocol, "expected a content header frame from the broker");
   }
   const auto* props =
       static_cast<const amqp_basic_properties_t*>(f.frame.payload.properties.decoded);
@@ -749,7 +767,7 @@ Result<AmqpMessage> AmqpConnection::read_content(Clock::time_point deadline) {
     if (!got) return got.error();
     if (!*got) return incomplete();
     if (f.frame.frame_type != AMQP_FRAME_BODY) {
-      return fail(Exit::software, "expected a content body frame from the broker");
+      return fail(Failure::wrong_protocol, "expected a content body frame from the broker");
     }
     out.body.append(static_cast<const char*>(f.frame.payload.body_fragment.bytes),
                     f.frame.payload.body_fragment.len);
@@ -802,14 +820,14 @@ Status AmqpConnection::dispatch(const Frame& f, Clock::time_point deadline) {
     }
     case AMQP_BASIC_CANCEL_METHOD:
       consumer_tag_.clear();
-      return fail(Exit::unavailable, "the broker cancelled the consumer (was the queue deleted?)");
+      return fail(Failure::not_found, "the broker cancelled the consumer (was the queue deleted?)");
     case AMQP_CHANNEL_CLOSE_METHOD: {
       auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
       uint16_t code = m->reply_code;
       std::string text = to_string(m->reply_text);
       amqp_channel_close_ok_t ok{};
       amqp_send_method(state_.get(), kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-      return fail(reply_exit(code),
+      return fail(reply_failure(code),
                   "the broker closed the channel: " + std::to_string(code) + " " + text);
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -818,7 +836,7 @@ Status AmqpConnection::dispatch(const Frame& f, Clock::time_point deadline) {
       std::string text = to_string(m->reply_text);
       amqp_connection_close_ok_t ok{};
       amqp_send_method(state_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-      return fail(reply_exit(code),
+      return fail(reply_failure(code),
                   "the broker closed the connection: " + std::to_string(code) + " " + text);
     }
     case AMQP_CONNECTION_BLOCKED_METHOD: {
@@ -899,7 +917,7 @@ Result<std::vector<Delivery>> AmqpConnection::publish(std::span<const Record> re
     watchdog_->touch();
   }
   watchdog_->disarm();
-  if (!send_failure.empty()) fail(Exit::unavailable, send_failure);
+  if (!send_failure.empty()) fail(Failure::connection_lost, send_failure);
   bool broke_while_sending = !usable();
 
   // Collect confirms. Each wait is bounded by the I/O timeout from the last frame that
@@ -926,7 +944,7 @@ Result<std::vector<Delivery>> AmqpConnection::publish(std::span<const Record> re
   if (usable()) release_buffers();
   if (timed_out) {
     // Unconfirmed tags would settle later, in the middle of the next batch: start afresh.
-    fail(Exit::temp_fail, "no publisher confirm within " + ms_text(options_.io_timeout));
+    fail(Failure::io_timeout, "no publisher confirm within " + ms_text(options_.io_timeout));
   }
 
   std::string unresolved_reason =
@@ -983,14 +1001,14 @@ Result<std::optional<AmqpMessage>> AmqpConnection::next(milliseconds timeout) {
 Status AmqpConnection::ack(uint64_t delivery_tag, bool multiple) {
   if (!usable()) return unusable();
   int rc = amqp_basic_ack(state_.get(), kChannel, delivery_tag, multiple ? 1 : 0);
-  if (rc != AMQP_STATUS_OK) return fail(Exit::unavailable, "ack failed: " + describe_status(rc));
+  if (rc != AMQP_STATUS_OK) return fail(Failure::connection_lost, "ack failed: " + describe_status(rc));
   return {};
 }
 
 Status AmqpConnection::nack(uint64_t delivery_tag, bool requeue, bool multiple) {
   if (!usable()) return unusable();
   int rc = amqp_basic_nack(state_.get(), kChannel, delivery_tag, multiple ? 1 : 0, requeue ? 1 : 0);
-  if (rc != AMQP_STATUS_OK) return fail(Exit::unavailable, "nack failed: " + describe_status(rc));
+  if (rc != AMQP_STATUS_OK) return fail(Failure::connection_lost, "nack failed: " + describe_status(rc));
   return {};
 }
 

@@ -2,6 +2,8 @@
 // delivery report per record, a manually committing group consumer, and the Kafka sink.
 #include <envkit/kafka.hpp>
 
+#include <envkit/exit_status.hpp>
+
 #include <librdkafka/rdkafka.h>
 #include <syslog.h>
 
@@ -121,7 +123,7 @@ Result<Handle> make_handle(rd_kafka_type_t type, const KafkaProperties& properti
         RD_KAFKA_CONF_OK) {
       // librdkafka quotes the value in its message: not for a secret.
       std::string why = is_secret_property(name) ? "invalid value" : errstr;
-      return Error{Exit::config, "bad Kafka property " + name + " for " + endpoint + ": " + why};
+      return fail(Failure::config, "bad Kafka property " + name + " for " + endpoint + ": " + why);
     }
   }
   rd_kafka_conf_set_log_cb(conf.get(), on_log);
@@ -130,7 +132,7 @@ Result<Handle> make_handle(rd_kafka_type_t type, const KafkaProperties& properti
   rd_kafka_conf_set_opaque(conf.get(), opaque);
   Handle rk(rd_kafka_new(type, conf.get(), errstr, sizeof errstr));
   if (!rk) {
-    return Error{Exit::config, "cannot create the Kafka client for " + endpoint + ": " + errstr};
+    return fail(Failure::config, "cannot create the Kafka client for " + endpoint + ": " + errstr);
   }
   conf.release();  // rd_kafka_new() owns it now
   return rk;
@@ -142,6 +144,22 @@ Result<Handle> make_handle(rd_kafka_type_t type, const KafkaProperties& properti
 // reported in between (a refused connection: "all brokers down") end the wait at once.
 // All topics are listed rather than the one: a request naming a topic lets the broker (and
 // librdkafka's mock) create it, and a typo must be an error, not a new topic.
+// librdkafka reports broker transport errors as text only ("Connect to ipv4#127.0.0.1:1
+// failed: Connection refused", "Failed to resolve 'h:9092': ...", "SASL authentication
+// error: ...", "SSL handshake failed: ..."): the words decide the kind.
+Failure transport_failure(const std::string& text, const KafkaSettings& s) {
+  auto has = [&](std::string_view w) { return text.find(w) != std::string::npos; };
+  if (has("SASL")) return Failure::auth_refused;
+  if (has("SSL")) return Failure::tls_failed;
+  if (has("Failed to resolve")) {
+    auto url = parse_url("kafka://" + s.bootstrap);
+    return url && !url->hosts.empty() ? failure_resolving(url->hosts[0].host)
+                                      : Failure::name_not_found;
+  }
+  if (has("Connection refused")) return Failure::connection_refused;
+  return Failure::unreachable;
+}
+
 Status check_cluster(rd_kafka_t* rk, const std::string& topic, const ClusterErrors& errors,
                      const KafkaSettings& s) {
   const std::string prefix = "cannot connect to " + s.endpoint;
@@ -163,24 +181,21 @@ Status check_cluster(rd_kafka_t* rk, const std::string& topic, const ClusterErro
       }
       rd_kafka_metadata_destroy(md);
       if (!found) {
-        return Error{Exit::config, "topic '" + topic + "' does not exist on " + s.endpoint};
+        return fail(Failure::not_found, "topic '" + topic + "' does not exist on " + s.endpoint);
       }
       if (topic_err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-        return Error{Exit::config, "not authorized for topic '" + topic + "' on " + s.endpoint};
+        return fail(Failure::permission_denied,
+                    "not authorized for topic '" + topic + "' on " + s.endpoint);
       }
       if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};
       last = rd_kafka_err2str(topic_err);  // a leader being elected: ask again
     } else if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR__TRANSPORT) {
       last = rd_kafka_err2str(err);
     }
-    if (!errors.fatal.empty()) return Error{Exit::unavailable, prefix + ": " + errors.fatal};
+    if (!errors.fatal.empty()) return fail(Failure::connection_lost, prefix + ": " + errors.fatal);
     if (errors.all_brokers_down && !errors.first_transport_error.empty()) {
-      // Refused credentials or certificates are fixed in the configuration, not by waiting.
-      Exit code = errors.first_transport_error.find("SASL") != std::string::npos ||
-                          errors.first_transport_error.find("SSL") != std::string::npos
-                      ? Exit::config
-                      : Exit::unavailable;
-      return Error{code, prefix + ": " + errors.first_transport_error};
+      return fail(transport_failure(errors.first_transport_error, s),
+                  prefix + ": " + errors.first_transport_error);
     }
     if (Clock::now() >= deadline) break;
   }
@@ -190,7 +205,7 @@ Status check_cluster(rd_kafka_t* rk, const std::string& topic, const ClusterErro
   } else if (!last.empty()) {
     why += " (" + last + ")";
   }
-  return Error{Exit::unavailable, prefix + ": " + why};
+  return fail(Failure::unreachable, prefix + ": " + why);
 }
 
 // The record's message key: its id, or the value of the ?key= field.
@@ -198,12 +213,12 @@ Result<std::string> key_of(const Record& r, const std::string& field) {
   if (field.empty()) return r.id;
   auto doc = parse_json(r.json);
   if (!doc)
-    return Error{Exit::data,
-                 "the record is not JSON, so it has no key field: " + doc.error().message};
-  if (!doc->IsObject()) return Error{Exit::data, "the record is not a JSON object"};
+    return fail(Failure::bad_data,
+                 "the record is not JSON, so it has no key field: " + doc.error().message);
+  if (!doc->IsObject()) return fail(Failure::bad_data, "the record is not a JSON object");
   auto it = doc->FindMember(rapidjson::StringRef(field.data(), field.size()));
   if (it == doc->MemberEnd() || it->value.IsNull()) {
-    return Error{Exit::data, "the record has no field '" + field + "' for the message key"};
+    return fail(Failure::bad_data, "the record has no field '" + field + "' for the message key");
   }
   if (it->value.IsString()) return std::string(it->value.GetString(), it->value.GetStringLength());
   return to_json(it->value);
@@ -254,7 +269,7 @@ Result<KafkaSettings> kafka_settings(const Url& url, const ConnectionOptions& op
     }
     s.endpoint = masked.redacted();
   }
-  auto bad = [&](std::string why) { return Error{Exit::usage, why + " in " + s.endpoint}; };
+  auto bad = [&](std::string why) { return fail(Failure::usage, why + " in " + s.endpoint); };
   if (url.scheme != "kafka") return bad("not a Kafka URL (kafka://)");
   if (url.hosts.empty()) return bad("no broker");
   for (size_t i = 0; i < url.hosts.size(); ++i) {
@@ -410,8 +425,8 @@ struct KafkaProducer::State {
     if (it != topics.end()) return it->second.get();
     TopicPtr rkt(rd_kafka_topic_new(rk.get(), std::string(name).c_str(), nullptr));
     if (!rkt) {
-      return Error{Exit::usage, "bad topic '" + std::string(name) + "' for " + settings.endpoint +
-                                    ": " + rd_kafka_err2str(rd_kafka_last_error())};
+      return fail(Failure::usage, "bad topic '" + std::string(name) + "' for " + settings.endpoint +
+                                    ": " + rd_kafka_err2str(rd_kafka_last_error()));
     }
     rd_kafka_topic_t* raw = rkt.get();
     topics.emplace(std::string(name), std::move(rkt));
@@ -454,8 +469,8 @@ Result<std::vector<Delivery>> KafkaProducer::produce(std::span<const Record> rec
   rd_kafka_t* rk = s.rk.get();
   const milliseconds timeout = s.settings.options.io_timeout;
   if (!s.errors.fatal.empty()) {
-    return Error{Exit::unavailable, "the Kafka producer for " + s.settings.endpoint +
-                                        " is unusable after a fatal error: " + s.errors.fatal};
+    return fail(Failure::connection_lost, "the Kafka producer for " + s.settings.endpoint +
+                                        " is unusable after a fatal error: " + s.errors.fatal);
   }
   if (records.empty()) return std::vector<Delivery>{};
   auto rkt = s.topic(topic);
@@ -563,10 +578,10 @@ rd_kafka_s* KafkaConsumer::handle() const { return state_->rk.get(); }
 
 Result<KafkaConsumer> KafkaConsumer::connect(const KafkaSettings& settings) {
   if (settings.group.empty()) {
-    return Error{Exit::usage, "a Kafka consumer needs ?group= in " + settings.endpoint};
+    return fail(Failure::usage, "a Kafka consumer needs ?group= in " + settings.endpoint);
   }
   if (settings.topic.empty()) {
-    return Error{Exit::usage, "a Kafka consumer needs a topic in " + settings.endpoint};
+    return fail(Failure::usage, "a Kafka consumer needs a topic in " + settings.endpoint);
   }
   auto state = std::make_unique<State>();
   state->settings = settings;
@@ -581,8 +596,8 @@ Result<KafkaConsumer> KafkaConsumer::connect(const KafkaSettings& settings) {
   PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), settings.topic.c_str(), RD_KAFKA_PARTITION_UA);
   if (auto err = rd_kafka_subscribe(state->rk.get(), topics.get()); err) {
-    return Error{Exit::config, "cannot subscribe to '" + settings.topic + "' on " +
-                                   settings.endpoint + ": " + rd_kafka_err2str(err)};
+    return fail(Failure::config, "cannot subscribe to '" + settings.topic + "' on " +
+                                   settings.endpoint + ": " + rd_kafka_err2str(err));
   }
   state->subscribed = true;
   return KafkaConsumer(std::move(state));
@@ -613,8 +628,12 @@ Result<std::optional<KafkaMessage>> KafkaConsumer::next(milliseconds timeout) {
       case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
       case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
       case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-        return Error{Exit::config, "consuming '" + s.settings.topic + "' from " +
-                                       s.settings.endpoint + " failed: " + why};
+        return fail(m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                            m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                        ? Failure::not_found
+                        : Failure::permission_denied,
+                    "consuming '" + s.settings.topic + "' from " + s.settings.endpoint +
+                        " failed: " + why);
       default:
         // librdkafka retries by itself (a broker restarting, a rebalance): wait it out.
         log_debug("consuming from " + s.settings.endpoint + ": " + why);
@@ -633,7 +652,7 @@ Status KafkaConsumer::store(const KafkaMessage& message) {
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     // Typically the partition moved to another member in a rebalance: it will be read again
     // there, which at-least-once allows.
-    return Error{Exit::temp_fail, "cannot mark " + message.topic + "[" +
+    return Error{exit_for(Failure::server_busy), "cannot mark " + message.topic + "[" +
                                       std::to_string(message.partition) + "]@" +
                                       std::to_string(message.offset) + " done on " +
                                       state_->settings.endpoint + ": " + rd_kafka_err2str(err)};
@@ -644,7 +663,7 @@ Status KafkaConsumer::store(const KafkaMessage& message) {
 Status KafkaConsumer::commit() {
   rd_kafka_resp_err_t err = rd_kafka_commit(state_->rk.get(), nullptr, /*async=*/0);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return {};
-  return Error{Exit::unavailable, "committing offsets to " + state_->settings.endpoint +
+  return Error{exit_for(Failure::connection_lost), "committing offsets to " + state_->settings.endpoint +
                                       " failed: " + rd_kafka_err2str(err)};
 }
 

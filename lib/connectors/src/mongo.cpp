@@ -102,10 +102,10 @@ std::string describe(const bson_error_t& e) {
 // A stream error after the whole socket timeout is the server being slow, not gone.
 Error driver_error(const bson_error_t& e, std::string_view what, Clock::time_point start,
                    std::chrono::milliseconds io_timeout) {
-  Error err{mongo_error_exit(e), std::string(what) + ": " + describe(e)};
+  Error err = fail(mongo_failure(e), std::string(what) + ": " + describe(e));
   auto waited = Clock::now() - start;
   if (e.domain == MONGOC_ERROR_STREAM && waited >= io_timeout - io_timeout / 10) {
-    err.code = Exit::temp_fail;
+    err.code = exit_for(Failure::io_timeout);
     err.message += ": no answer within the " + std::to_string(io_timeout.count()) + " ms timeout";
   }
   return err;
@@ -159,12 +159,12 @@ Result<BsonPtr> bson_from_json(std::string_view json) {
   // libbson would take a top-level array as a document keyed "0", "1", ...: not a document.
   size_t first = json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || json[first] != '{') {
-    return Error{Exit::data, "invalid Extended JSON: expected a document ({...})"};
+    return fail(Failure::bad_data, "invalid Extended JSON: expected a document ({...})");
   }
   bson_error_t err;
   bson_t* doc = bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
                                    static_cast<ssize_t>(json.size()), &err);
-  if (!doc) return Error{Exit::data, std::string("invalid Extended JSON: ") + err.message};
+  if (!doc) return fail(Failure::bad_data, std::string("invalid Extended JSON: ") + err.message);
   return BsonPtr(doc);
 }
 
@@ -177,19 +177,23 @@ std::string bson_to_canonical_json(const bson_t& doc) {
   return out;
 }
 
-Exit mongo_error_exit(const bson_error_t& e) {
+Failure mongo_failure(const bson_error_t& e) {
   switch (e.domain) {
-    case MONGOC_ERROR_SERVER_SELECTION:
     case MONGOC_ERROR_STREAM:
-      return Exit::unavailable;
+      if (e.code == MONGOC_ERROR_STREAM_NAME_RESOLUTION) return Failure::name_not_found;
+      if (e.code == MONGOC_ERROR_STREAM_CONNECT) return Failure::connection_refused;
+      return Failure::connection_lost;
+    case MONGOC_ERROR_SERVER_SELECTION:
+      // No server selectable within serverSelectionTimeoutMS: refused, silent or gone.
+      return Failure::unreachable;
     case MONGOC_ERROR_CLIENT:
-      if (e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) return Exit::config;
-      return Exit::software;
+      if (e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) return Failure::auth_refused;
+      return Failure::internal;
     case MONGOC_ERROR_PROTOCOL:
-      return e.code == MONGOC_ERROR_PROTOCOL_BAD_WIRE_VERSION ? Exit::config : Exit::unavailable;
+      return Failure::wrong_protocol;
     case MONGOC_ERROR_BSON:
     case MONGOC_ERROR_COMMAND:
-      return e.code == MONGOC_ERROR_COMMAND_INVALID_ARG ? Exit::usage : Exit::data;
+      return e.code == MONGOC_ERROR_COMMAND_INVALID_ARG ? Failure::usage : Failure::bad_data;
     case MONGOC_ERROR_SERVER:
     case MONGOC_ERROR_QUERY:
     case MONGOC_ERROR_WRITE_CONCERN:
@@ -197,14 +201,18 @@ Exit mongo_error_exit(const bson_error_t& e) {
     case MONGOC_ERROR_CURSOR:
       break;
     default:
-      return Exit::software;
+      return Failure::internal;
   }
   switch (e.code) {
     case 13:     // Unauthorized
+      return Failure::permission_denied;
     case 18:     // AuthenticationFailed
-      return Exit::config;
+      return Failure::auth_refused;
+    case 26:     // NamespaceNotFound
+      return Failure::not_found;
     case 6:      // HostUnreachable
     case 7:      // HostNotFound
+      return Failure::unreachable;
     case 91:     // ShutdownInProgress
     case 189:    // PrimarySteppedDown
     case 9001:   // SocketException
@@ -213,16 +221,17 @@ Exit mongo_error_exit(const bson_error_t& e) {
     case 11602:  // InterruptedDueToReplStateChange
     case 13435:  // NotPrimaryNoSecondaryOk
     case 13436:  // NotPrimaryOrSecondary
-      return Exit::unavailable;
+      return Failure::connection_lost;
     case 50:     // MaxTimeMSExpired
     case 89:     // NetworkTimeout
+    case 262:    // ExceededTimeLimit
+      return Failure::io_timeout;
     case 112:    // WriteConflict
     case 239:    // SnapshotTooOld
     case 246:    // SnapshotUnavailable
-    case 262:    // ExceededTimeLimit
-      return Exit::temp_fail;
+      return Failure::server_busy;
     default:
-      return Exit::data;
+      return Failure::bad_data;
   }
 }
 
@@ -231,22 +240,22 @@ Result<std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer>> make_mongo_uri(
   init_driver();
   std::string endpoint = url.redacted();
   if (url.scheme != "mongodb") {
-    return Error{Exit::usage, "cannot connect to " + endpoint + ": not a mongodb:// URL"};
+    return fail(Failure::usage, "cannot connect to " + endpoint + ": not a mongodb:// URL");
   }
   if (url.hosts.empty()) {
-    return Error{Exit::usage, "cannot connect to " + endpoint + ": the URL names no host"};
+    return fail(Failure::usage, "cannot connect to " + endpoint + ": the URL names no host");
   }
   auto tls = tls_options_from_url(url, options.tls);
   if (!tls) return tls.error();
   if (tls->enabled && !tls->server_name.empty()) {
-    return Error{Exit::config, "cannot connect to " + endpoint +
+    return fail(Failure::config, "cannot connect to " + endpoint +
                                    ": the MongoDB driver cannot check TLS server names other "
-                                   "than the host (--tls-server-name)"};
+                                   "than the host (--tls-server-name)");
   }
   if (tls->enabled && !tls->key_file.empty() && tls->key_file != tls->cert_file) {
-    return Error{Exit::config, "cannot connect to " + endpoint +
+    return fail(Failure::config, "cannot connect to " + endpoint +
                                    ": the MongoDB driver reads the client key from the "
-                                   "certificate file: give one PEM file holding both (--tls-cert)"};
+                                   "certificate file: give one PEM file holding both (--tls-cert)");
   }
 
   // The text handed to the driver has neither user nor password: those are set below, so no
@@ -271,14 +280,14 @@ Result<std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer>> make_mongo_uri(
   std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer> uri(
       mongoc_uri_new_with_error(text.c_str(), &err));
   if (!uri) {
-    return Error{Exit::config, "cannot connect to " + endpoint + ": " + err.message};
+    return fail(Failure::config, "cannot connect to " + endpoint + ": " + err.message);
   }
   mongoc_uri_t* u = uri.get();
   if (!url.user.empty() && !mongoc_uri_set_username(u, url.user.c_str())) {
-    return Error{Exit::config, "cannot connect to " + endpoint + ": the user name is not valid UTF-8"};
+    return fail(Failure::config, "cannot connect to " + endpoint + ": the user name is not valid UTF-8");
   }
   if (url.password && !mongoc_uri_set_password(u, url.password->c_str())) {
-    return Error{Exit::config, "cannot connect to " + endpoint + ": the password is not valid UTF-8"};
+    return fail(Failure::config, "cannot connect to " + endpoint + ": the password is not valid UTF-8");
   }
   // No call may wait longer than the command's timeouts, whatever the URL says.
   int32_t connect_ms = clamp_ms(options.connect_timeout);
@@ -350,7 +359,7 @@ Result<MongoClient> MongoClient::connect(const Url& url, const ConnectionOptions
   bson_error_t err;
   std::unique_ptr<mongoc_client_t, detail::MongoClientDestroyer> client(
       mongoc_client_new_from_uri_with_error(uri->get(), &err));
-  if (!client) return Error{Exit::config, "cannot connect to " + endpoint + ": " + err.message};
+  if (!client) return fail(Failure::config, "cannot connect to " + endpoint + ": " + err.message);
   mongoc_client_set_error_api(client.get(), MONGOC_ERROR_API_VERSION_2);
   mongoc_client_set_appname(client.get(), "envkit");
   MongoClient c(std::move(client), endpoint, options);
@@ -358,7 +367,7 @@ Result<MongoClient> MongoClient::connect(const Url& url, const ConnectionOptions
   // Any member will do: a replica set without a primary is still there to be asked about.
   if (auto r = c.command("admin", *ping, "cannot connect to " + endpoint, true); !r) {
     Error e = r.error();
-    if (e.code == Exit::data) e.code = Exit::unavailable;
+    if (e.code == exit_for(Failure::bad_data)) e.code = exit_for(Failure::wrong_protocol);  // not a MongoDB server
     return e;
   }
   return c;
@@ -475,7 +484,7 @@ Result<MongoCursor> MongoClient::find(std::string_view db, std::string_view coll
   if (options.snapshot && options.snapshot->session()) {
     bson_error_t err;
     if (!mongoc_client_session_append(options.snapshot->session(), opts.get(), &err)) {
-      return Error{Exit::software, what + ": " + describe(err)};
+      return fail(Failure::internal, what + ": " + describe(err));
     }
   }
   auto c = collection(db, coll);
@@ -483,7 +492,7 @@ Result<MongoCursor> MongoClient::find(std::string_view db, std::string_view coll
       mongoc_collection_find_with_opts(c.get(), f->get(), opts.get(), nullptr));
   bson_error_t err;
   if (mongoc_cursor_error(cursor.get(), &err)) {
-    return Error{mongo_error_exit(err), what + ": " + describe(err)};
+    return fail(mongo_failure(err), what + ": " + describe(err));
   }
   return MongoCursor(std::move(c), std::move(cursor), what, options_.io_timeout);
 }
@@ -499,7 +508,7 @@ Result<MongoSnapshot> MongoClient::begin_snapshot(std::string_view db) {
   if (!session) {
     // No sessions (an old server, or a deployment without them): say so, read without.
     if (err.domain == MONGOC_ERROR_SERVER_SELECTION || err.domain == MONGOC_ERROR_STREAM) {
-      return Error{Exit::unavailable, what + ": " + describe(err)};
+      return fail(mongo_failure(err), what + ": " + describe(err));
     }
     snap.fallback_reason_ = std::string("no sessions: ") + err.message;
     return snap;

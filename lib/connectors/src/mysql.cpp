@@ -4,6 +4,9 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include <envkit/exit_status.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
@@ -16,7 +19,7 @@ Status init_library() {
   static std::once_flag once;
   static int rc = 0;
   std::call_once(once, [] { rc = mysql_library_init(0, nullptr, nullptr); });
-  if (rc != 0) return Error{Exit::software, "cannot initialise the MySQL client library"};
+  if (rc != 0) return fail(Failure::internal, "cannot initialise the MySQL client library");
   return {};
 }
 
@@ -49,17 +52,18 @@ void MysqlCloser::operator()(MYSQL* mysql) const { mysql_close(mysql); }
 void MysqlResultFreer::operator()(MYSQL_RES* result) const { mysql_free_result(result); }
 }  // namespace detail
 
-Exit mysql_error_exit(unsigned int e) {
+Failure mysql_failure(unsigned int e) {
   switch (e) {
-    case CR_CONNECTION_ERROR:
-    case CR_CONN_HOST_ERROR:
+    case CR_CONNECTION_ERROR:  // the local socket is missing: nothing listens
+    case CR_CONN_HOST_ERROR:   // TCP: refused, or no answer (errno is not kept)
+      return Failure::connection_refused;
     case CR_IPSOCK_ERROR:
+      return Failure::internal;
     case CR_UNKNOWN_HOST:
+      return Failure::name_not_found;  // refined by failure_resolving() where the host is known
     case CR_SERVER_GONE_ERROR:
     case CR_SERVER_LOST:
     case CR_SERVER_LOST_EXTENDED:
-    case CR_SERVER_HANDSHAKE_ERR:
-    case CR_MALFORMED_PACKET:
     case CR_ERR_NET_READ:
     case CR_ERR_NET_WRITE:
     case ER_SERVER_SHUTDOWN:
@@ -68,26 +72,34 @@ Exit mysql_error_exit(unsigned int e) {
     case ER_NET_READ_ERROR:
     case ER_NET_READ_INTERRUPTED:
     case ER_NET_WRITE_INTERRUPTED:
-    case ER_HOST_IS_BLOCKED:
-      return Exit::unavailable;
-    // Wrong credentials, a database the user may not see, or a TLS set-up the server does
-    // not accept are all fixed by changing the configuration, not by retrying.
+      return Failure::connection_lost;
+    case CR_SERVER_HANDSHAKE_ERR:
+    case CR_MALFORMED_PACKET:
+    case CR_VERSION_ERROR:
+      return Failure::wrong_protocol;
     case ER_ACCESS_DENIED_ERROR:
-    case ER_DBACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
-    case ER_BAD_DB_ERROR:
-    case ER_HOST_NOT_PRIVILEGED:
     case ER_NOT_SUPPORTED_AUTH_MODE:
     case ER_MUST_CHANGE_PASSWORD:
     case ER_ACCOUNT_HAS_BEEN_LOCKED:
-    case ER_UNKNOWN_TIME_ZONE:
     case CR_AUTH_PLUGIN_CANNOT_LOAD:
     case CR_AUTH_PLUGIN_ERR:
-    case CR_SSL_CONNECTION_ERROR:
-    case CR_VERSION_ERROR:
+      return Failure::auth_refused;
+    case ER_DBACCESS_DENIED_ERROR:
+    case ER_HOST_NOT_PRIVILEGED:
+    case ER_HOST_IS_BLOCKED:  // blocked until an operator runs FLUSH HOSTS
+    case ER_TABLEACCESS_DENIED_ERROR:
+    case ER_COLUMNACCESS_DENIED_ERROR:
+    case ER_SPECIFIC_ACCESS_DENIED_ERROR:
+      return Failure::permission_denied;
+    case ER_BAD_DB_ERROR:
+    case ER_NO_SUCH_TABLE:
+      return Failure::not_found;
+    case ER_UNKNOWN_TIME_ZONE:
     case CR_CANT_READ_CHARSET:
-      return Exit::config;
-    // The server is there but busy: the same work succeeds if tried again later.
+      return Failure::config;
+    case CR_SSL_CONNECTION_ERROR:
+      return Failure::tls_failed;
     case ER_CON_COUNT_ERROR:
     case ER_TOO_MANY_USER_CONNECTIONS:
     case ER_LOCK_WAIT_TIMEOUT:
@@ -96,15 +108,15 @@ Exit mysql_error_exit(unsigned int e) {
     case ER_READ_ONLY_MODE:
     case ER_OUT_OF_RESOURCES:
     case ER_OUTOFMEMORY:
-      return Exit::temp_fail;
+      return Failure::server_busy;
     default:
       break;
   }
-  // Other server errors (unknown table or column, duplicate key, value out of range, SQL
-  // syntax) come from what the user asked for or the data being written; client-side
-  // errors (commands out of sync, out of memory) are the program's own fault.
+  // Other server errors (unknown column, duplicate key, value out of range, SQL syntax)
+  // come from what was asked or the data being written; client-side errors (commands out
+  // of sync, out of memory) are the program's own fault.
   bool client_side = (e >= 2000 && e < 3000) || (e >= 5000 && e < 6000);
-  return client_side ? Exit::software : Exit::data;
+  return client_side ? Failure::internal : Failure::bad_data;
 }
 
 MysqlConnection::MysqlConnection(std::unique_ptr<MYSQL, detail::MysqlCloser> mysql,
@@ -116,23 +128,23 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
   if (auto st = init_library(); !st) return st.error();
   auto socket_path = url.param("socket");
   if (url.hosts.empty() && !socket_path) {
-    return Error{Exit::usage, "cannot connect to " + endpoint + ": the URL names no host"};
+    return fail(Failure::usage, "cannot connect to " + endpoint + ": the URL names no host");
   }
   if (url.hosts.size() > 1) {
-    return Error{Exit::usage, "cannot connect to " + endpoint + ": a MySQL URL takes one host"};
+    return fail(Failure::usage, "cannot connect to " + endpoint + ": a MySQL URL takes one host");
   }
   auto tls = tls_for(url, options.tls);
   if (!tls) return tls.error();
   if (tls->enabled && !tls->server_name.empty()) {
     // Connector/C checks the certificate against the host it dials and offers no way to name
     // another; ignoring the option would verify a different name than the user asked for.
-    return Error{Exit::config, "cannot connect to " + endpoint +
-                                   ": the MySQL client cannot check TLS server names other "
-                                   "than the host (--tls-server-name)"};
+    return fail(Failure::config, "cannot connect to " + endpoint +
+                                     ": the MySQL client cannot check TLS server names other "
+                                     "than the host (--tls-server-name)");
   }
 
   std::unique_ptr<MYSQL, detail::MysqlCloser> mysql(mysql_init(nullptr));
-  if (!mysql) return Error{Exit::software, "cannot connect to " + endpoint + ": out of memory"};
+  if (!mysql) return fail(Failure::internal, "cannot connect to " + endpoint + ": out of memory");
   MYSQL* m = mysql.get();
 
   unsigned int connect_s = whole_seconds(options.connect_timeout);
@@ -176,19 +188,26 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
     std::string why = describe(m);
     // A port that accepts but never sends the greeting (a proxy without a backend) shows up
     // as a lost connection; say it was the timeout, which is what the user can act on.
+    Failure kind = mysql_failure(e);
     if (is_connection_lost(e) &&
         std::chrono::steady_clock::now() - start >= std::chrono::seconds(connect_s)) {
       why = "no answer within the connect timeout (" + std::to_string(connect_s) + " s): " + why;
+      kind = Failure::unreachable;
+    } else if (e == CR_CONN_HOST_ERROR &&
+               std::chrono::steady_clock::now() - start >= std::chrono::seconds(connect_s)) {
+      kind = Failure::unreachable;  // no SYN-ACK within the timeout, not a refusal
+    } else if (e == CR_UNKNOWN_HOST) {
+      kind = failure_resolving(host);
     }
-    return Error{mysql_error_exit(e), "cannot connect to " + endpoint + ": " + why};
+    return fail(kind, "cannot connect to " + endpoint + ": " + why);
   }
 
   // With verification off, Connector/C quietly falls back to plain text when the server has
   // no TLS (MYSQL_OPT_SSL_ENFORCE is only enforced together with verification). Asked for
   // TLS means encrypted or nothing.
   if (tls->enabled && mysql_get_ssl_cipher(m) == nullptr) {
-    return Error{Exit::config, "cannot connect to " + endpoint +
-                                   ": TLS was asked for, but the server does not support it"};
+    return fail(Failure::tls_failed, "cannot connect to " + endpoint +
+                                         ": TLS was asked for, but the server does not support it");
   }
 
   MysqlConnection conn(std::move(mysql), std::move(endpoint), options);
@@ -196,7 +215,7 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
     if (auto st = conn.run("SET time_zone = " + conn.quote_string(*tz)); !st) {
       Error e = st.error();
       // An unknown zone is a configuration problem whichever way the server words it.
-      if (mysql_errno(conn.handle()) == ER_UNKNOWN_TIME_ZONE) e.code = Exit::config;
+      if (mysql_errno(conn.handle()) == ER_UNKNOWN_TIME_ZONE) e.code = exit_for(Failure::config);
       return e.context("cannot set the time zone");
     }
   }
@@ -205,12 +224,12 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
 
 Error MysqlConnection::last_error(std::string_view what) const {
   unsigned int e = mysql_errno(mysql_.get());
-  return Error{mysql_error_exit(e),
-               std::string(what) + " on " + endpoint_ + ": " + describe(mysql_.get())};
+  return fail(mysql_failure(e),
+              std::string(what) + " on " + endpoint_ + ": " + describe(mysql_.get()));
 }
 
 // Sends one statement. A lost connection after at least the read timeout is reported as a
-// timeout (Exit::temp_fail: the server is there but slow) rather than as a lost server; the
+// timeout (Failure::io_timeout: the server is there but slow) rather than as a lost server; the
 // client library gives both the same error number.
 Status MysqlConnection::run(std::string_view sql) {
   auto start = std::chrono::steady_clock::now();
@@ -221,7 +240,7 @@ Status MysqlConnection::run(std::string_view sql) {
   auto waited = std::chrono::steady_clock::now() - start;
   if (is_connection_lost(mysql_errno(mysql_.get())) &&
       waited >= std::chrono::seconds(whole_seconds(options_.io_timeout))) {
-    err.code = Exit::temp_fail;
+    err.code = exit_for(Failure::io_timeout);
     err.message +=
         ": no answer within the " + std::to_string(options_.io_timeout.count()) + " ms timeout";
   }
@@ -294,9 +313,8 @@ Result<bool> MysqlResult::next_row() {
     // For a streamed result, NULL means "end of rows" or "the connection broke": only the
     // error number tells which, and a short result must never pass for a complete one.
     if (unsigned int e = mysql_errno(mysql_); e != 0) {
-      return Error{mysql_error_exit(e), "reading rows failed on " + endpoint_ + " after " +
-                                            std::to_string(rows_read_) +
-                                            " rows: " + describe(mysql_)};
+      return fail(mysql_failure(e), "reading rows failed on " + endpoint_ + " after " +
+                                        std::to_string(rows_read_) + " rows: " + describe(mysql_));
     }
     return false;
   }
@@ -319,6 +337,32 @@ std::string quote_identifier(std::string_view name) {
     out.push_back(c);
   }
   out.push_back('`');
+  return out;
+}
+
+InsertBuilder::InsertBuilder(std::string_view table, const std::vector<std::string>& columns,
+                             std::string tail, size_t max_rows, size_t max_bytes)
+    : tail_(std::move(tail)), max_rows_(std::max<size_t>(max_rows, 1)), max_bytes_(max_bytes) {
+  head_ = "INSERT INTO " + quote_identifier(table) + " (";
+  for (size_t i = 0; i < columns.size(); ++i) head_ += (i ? ", " : "") + quote_identifier(columns[i]);
+  head_ += ") VALUES ";
+}
+
+std::string& InsertBuilder::next_row() {
+  if (rows_ == 0) {
+    sql_ = head_;
+  } else {
+    sql_ += ", ";
+  }
+  ++rows_;
+  return sql_;
+}
+
+std::string InsertBuilder::take() {
+  std::string out = std::move(sql_);
+  if (rows_ > 0) out += tail_;
+  sql_.clear();
+  rows_ = 0;
   return out;
 }
 

@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
+
+#include <envkit/exit_status.hpp>
 
 namespace envkit {
 namespace {
@@ -17,6 +20,33 @@ timeval to_timeval(std::chrono::milliseconds ms) {
   tv.tv_sec = static_cast<time_t>(total / 1000);
   tv.tv_usec = static_cast<suseconds_t>((total % 1000) * 1000);
   return tv;
+}
+
+// hiredis keeps only the text of a connect error: strerror(errno) for a socket error
+// (REDIS_ERR_IO), gai_strerror() for a name that did not resolve (REDIS_ERR_OTHER).
+Failure connect_failure(const redisContext& c, const std::string& host) {
+  if (c.err == REDIS_ERR_OOM) return Failure::internal;
+  if (c.err == REDIS_ERR_EOF) return Failure::connection_lost;
+  if (c.err == REDIS_ERR_IO) {
+    for (int e : {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH, ECONNRESET, EACCES}) {
+      if (std::strcmp(c.errstr, std::strerror(e)) == 0) return failure_from_socket_errno(e);
+    }
+    return Failure::connection_lost;
+  }
+  return host.empty() ? Failure::no_input : failure_resolving(host);  // a Unix socket path
+}
+
+// An error reply to AUTH, SELECT or PING while connecting, by its code word.
+Failure handshake_failure(std::string_view reply) {
+  if (reply.starts_with("WRONGPASS") || reply.starts_with("NOAUTH") ||
+      reply.find("invalid password") != std::string_view::npos ||
+      reply.find("invalid username-password") != std::string_view::npos) {
+    return Failure::auth_refused;
+  }
+  if (reply.starts_with("NOPERM")) return Failure::permission_denied;
+  if (reply.find("DB index is out of range") != std::string_view::npos) return Failure::not_found;
+  if (reply.starts_with("LOADING") || reply.starts_with("BUSY")) return Failure::server_busy;
+  return Failure::config;
 }
 
 struct ReplyFreer {
@@ -77,20 +107,20 @@ Result<RedisConnection> RedisConnection::connect(const Url& url, const Connectio
   std::string endpoint = url.redacted();
   auto tls_param = url.param("tls");
   if (options.tls.enabled || url.scheme == "rediss" || (tls_param && *tls_param != "false")) {
-    return Error{Exit::config, "cannot connect to " + endpoint +
-                                   ": TLS was asked for, but the hiredis library envkit is "
-                                   "built with (0.14) has no TLS support"};
+    return fail(Failure::config, "cannot connect to " + endpoint +
+                                     ": TLS was asked for, but the hiredis library envkit is "
+                                     "built with (0.14) has no TLS support");
   }
   auto socket_path = url.param("socket");
   if (url.hosts.empty() && !socket_path) {
-    return Error{Exit::usage, "cannot connect to " + endpoint + ": the URL names no host"};
+    return fail(Failure::usage, "cannot connect to " + endpoint + ": the URL names no host");
   }
   long long db = 0;
   if (!url.path.empty()) {
     auto [end, ec] = std::from_chars(url.path.data(), url.path.data() + url.path.size(), db);
     if (ec != std::errc() || end != url.path.data() + url.path.size() || db < 0) {
-      return Error{Exit::usage, "bad database number in " + endpoint + ": '" + url.path +
-                                    "' is not a non-negative integer"};
+      return fail(Failure::usage, "bad database number in " + endpoint + ": '" + url.path +
+                                      "' is not a non-negative integer");
     }
   }
 
@@ -99,9 +129,10 @@ Result<RedisConnection> RedisConnection::connect(const Url& url, const Connectio
                                   : redisConnectWithTimeout(url.hosts[0].host.c_str(),
                                                             url.port_or_default(), connect_tv);
   std::unique_ptr<redisContext, detail::RedisContextFreer> context(raw);
-  if (!context) return Error{Exit::software, "cannot connect to " + endpoint + ": out of memory"};
+  if (!context) return fail(Failure::internal, "cannot connect to " + endpoint + ": out of memory");
   if (context->err) {
-    return Error{Exit::unavailable, "cannot connect to " + endpoint + ": " + context->errstr};
+    return fail(connect_failure(*context, socket_path ? std::string() : url.hosts[0].host),
+                "cannot connect to " + endpoint + ": " + context->errstr);
   }
   // TCP keep-alive lets a long-idle connection (a relay waiting for work) notice a peer
   // that vanished without a FIN; a Unix socket has no such failure.
@@ -109,7 +140,7 @@ Result<RedisConnection> RedisConnection::connect(const Url& url, const Connectio
   // The first round trips belong to connecting: a proxy that accepts the TCP connection but
   // has no server behind it must fail within the connect timeout, as "unavailable".
   if (redisSetTimeout(context.get(), connect_tv) != REDIS_OK) {
-    return Error{Exit::software, "cannot connect to " + endpoint + ": " + context->errstr};
+    return fail(Failure::internal, "cannot connect to " + endpoint + ": " + context->errstr);
   }
   RedisConnection conn(std::move(context), endpoint, options);
 
@@ -118,7 +149,8 @@ Result<RedisConnection> RedisConnection::connect(const Url& url, const Connectio
     if (!reply) return reply.error();
     if (reply->is_error()) {
       // NOAUTH, WRONGPASS, "DB index is out of range": all fixed in the configuration.
-      return Error{Exit::config, std::string(what) + " refused by " + endpoint + ": " + reply->str};
+      return fail(handshake_failure(reply->str),
+                  std::string(what) + " refused by " + endpoint + ": " + reply->str);
     }
     return {};
   };
@@ -148,28 +180,28 @@ Error RedisConnection::transport_error(std::string_view what) {
   const redisContext* c = context_.get();
   std::string prefix =
       connecting_ ? "cannot connect to " + endpoint_ : std::string(what) + " on " + endpoint_;
-  Exit code = c->err == REDIS_ERR_OOM ? Exit::software : Exit::unavailable;
+  Failure kind = c->err == REDIS_ERR_OOM ? Failure::internal : Failure::connection_lost;
   std::string why = c->err == REDIS_ERR_EOF ? "the server closed the connection" : c->errstr;
   // hiredis turns a read or write that hit the socket timeout (SO_RCVTIMEO/SO_SNDTIMEO)
   // into an I/O error with EAGAIN. Once connected, the server is there but slow: try again
-  // later (Exit::temp_fail). While connecting, no answer means it cannot be reached.
+  // soon (io_timeout). While connecting, no answer means it cannot be reached.
   if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     auto timeout = connecting_ ? options_.connect_timeout : options_.io_timeout;
-    code = connecting_ ? Exit::unavailable : Exit::temp_fail;
+    kind = connecting_ ? Failure::unreachable : Failure::io_timeout;
     why = "no answer within " + std::to_string(timeout.count()) + " ms";
   }
   failure_ = why;
-  return Error{code, prefix + ": " + why};
+  return fail(kind, prefix + ": " + why);
 }
 
 Error RedisConnection::unusable() const {
   std::string why = failure_.empty() ? context_->errstr : failure_;
-  return Error{Exit::unavailable,
-               "the connection to " + endpoint_ + " is unusable after an earlier error: " + why};
+  return fail(Failure::connection_lost,
+              "the connection to " + endpoint_ + " is unusable after an earlier error: " + why);
 }
 
 Status RedisConnection::append(const std::vector<std::string>& argv) {
-  if (argv.empty()) return Error{Exit::software, "empty Redis command for " + endpoint_};
+  if (argv.empty()) return fail(Failure::internal, "empty Redis command for " + endpoint_);
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
   ptrs.reserve(argv.size());
@@ -208,7 +240,7 @@ Result<std::vector<RedisReply>> RedisConnection::pipeline(
   // Checked before anything is sent: a command refused half-way through a batch would leave
   // replies on the wire that the next call would take for its own.
   for (const auto& argv : commands) {
-    if (argv.empty()) return Error{Exit::software, "empty Redis command for " + endpoint_};
+    if (argv.empty()) return fail(Failure::internal, "empty Redis command for " + endpoint_);
   }
   std::vector<RedisReply> replies;
   replies.reserve(commands.size());

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <mutex>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/url.hpp>
 
 namespace envkit {
@@ -16,8 +17,7 @@ Status init_curl() {
   // curl_global_init is not thread-safe on every build of libcurl: once, before any handle.
   std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (rc != CURLE_OK) {
-    return Error{Exit::software,
-                 std::string("cannot initialise libcurl: ") + curl_easy_strerror(rc)};
+    return fail(Failure::internal, std::string("cannot initialise libcurl: ") + curl_easy_strerror(rc));
   }
   return {};
 }
@@ -31,13 +31,6 @@ struct UrlFree {
 struct CurlString {
   void operator()(char* s) const { curl_free(s); }
 };
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -101,15 +94,15 @@ Status prepare_url(Transfer& t, const TlsOptions& tls) {
   if (!url) return url.error().context(t.request->method + " request failed");
   t.endpoint = t.request->method + " " + url->redacted();
   if (url->scheme != "http" && url->scheme != "https") {
-    return Error{Exit::usage, t.endpoint + " failed: only http:// and https:// URLs are supported"};
+    return fail(Failure::usage, t.endpoint + " failed: only http:// and https:// URLs are supported");
   }
   t.username = url->user;
   if (url->password) t.password = *url->password;
 
   std::unique_ptr<CURLU, UrlFree> u(curl_url());
-  if (!u) return Error{Exit::software, t.endpoint + " failed: out of memory"};
+  if (!u) return fail(Failure::internal, t.endpoint + " failed: out of memory");
   if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, t.request->url.c_str(), 0)) {
-    return Error{Exit::usage, t.endpoint + " failed: bad URL: " + curl_url_strerror(rc)};
+    return fail(Failure::usage, t.endpoint + " failed: bad URL: " + curl_url_strerror(rc));
   }
   curl_url_set(u.get(), CURLUPART_USER, nullptr, 0);
   curl_url_set(u.get(), CURLUPART_PASSWORD, nullptr, 0);
@@ -122,14 +115,14 @@ Status prepare_url(Transfer& t, const TlsOptions& tls) {
     curl_url_get(u.get(), CURLUPART_HOST, &host, 0);
     curl_url_get(u.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
     std::unique_ptr<char, CurlString> host_owner(host), port_owner(port);
-    if (!host || !port) return Error{Exit::usage, t.endpoint + " failed: the URL names no host"};
+    if (!host || !port) return fail(Failure::usage, t.endpoint + " failed: the URL names no host");
     t.connect_to = tls.server_name + ":" + port + ":" + host + ":" + port;
     curl_url_set(u.get(), CURLUPART_HOST, tls.server_name.c_str(), 0);
   }
 
   char* text = nullptr;
   if (curl_url_get(u.get(), CURLUPART_URL, &text, 0) != CURLUE_OK || !text) {
-    return Error{Exit::usage, t.endpoint + " failed: bad URL"};
+    return fail(Failure::usage, t.endpoint + " failed: bad URL");
   }
   std::unique_ptr<char, CurlString> owner(text);
   t.curl_url = text;
@@ -230,42 +223,57 @@ std::chrono::microseconds info_time(CURL* easy, CURLINFO what) {
   return std::chrono::microseconds(us);
 }
 
-Exit curl_error_exit(CURLcode rc, bool connected) {
+// libcurl's result codes as failure kinds (envkit/exit_status.hpp).
+Failure curl_failure(CURLcode rc, bool connected, const std::string& url) {
   switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
       // Not connected within the connect timeout: the server cannot be reached. Connected
-      // but too slow: it is there, so try again later.
-      return connected ? Exit::temp_fail : Exit::unavailable;
+      // but too slow: it is there, so try again soon.
+      return connected ? Failure::io_timeout : Failure::unreachable;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: {
+      // libcurl says the same for a name that does not exist and a silent resolver.
+      auto u = parse_url(url);
+      return u && !u->hosts.empty() ? failure_resolving(u->hosts[0].host)
+                                    : Failure::name_not_found;
+    }
+    case CURLE_COULDNT_CONNECT:
+      return Failure::connection_refused;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return Exit::usage;
+      return Failure::usage;
+    case CURLE_UNSUPPORTED_PROTOCOL:  // schemes are checked before libcurl: an HTTP/0.9 answer
+    case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+      return Failure::tls_failed;
+    case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
+      return Failure::config;
     case CURLE_LOGIN_DENIED:
-      return Exit::config;
+      return Failure::auth_refused;
     case CURLE_FILESIZE_EXCEEDED:
     case CURLE_BAD_CONTENT_ENCODING:
-      return Exit::data;
+      return Failure::bad_data;
+      return Failure::wrong_protocol;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_BAD_FUNCTION_ARGUMENT:
-      return Exit::software;
+      return Failure::internal;
     default:
-      // Refused, unresolvable, reset, dropped mid-body, a TLS handshake that broke off, a
-      // redirect loop: the service cannot be used from here right now.
-      return Exit::unavailable;
+      // Reset, dropped mid-body, empty reply, a redirect loop: the service cannot be used
+      // from here right now.
+      return Failure::connection_lost;
   }
 }
 
 Result<HttpResponse> finish(CURL* easy, Transfer& t, CURLcode rc) {
   if (rc != CURLE_OK) {
     if (t.body_too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return Error{Exit::data, t.endpoint + " failed: the response body is larger than the " +
-                                   std::to_string(t.max_body) + "-byte limit"};
+      return fail(Failure::bad_data, t.endpoint + " failed: the response body is larger than the " +
+                                         std::to_string(t.max_body) + "-byte limit");
     }
     bool connected = info_time(easy, CURLINFO_CONNECT_TIME_T).count() > 0;
     std::string why = t.error_buffer[0] ? t.error_buffer : curl_easy_strerror(rc);
@@ -277,7 +285,7 @@ Result<HttpResponse> finish(CURL* easy, Transfer& t, CURLcode rc) {
         why = "no data for " + std::to_string(t.stall_seconds) + " s (the I/O timeout)";
       }
     }
-    return Error{curl_error_exit(rc, connected), t.endpoint + " failed: " + why};
+    return fail(curl_failure(rc, connected, t.request->url), t.endpoint + " failed: " + why);
   }
   HttpResponse& r = t.response;
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
@@ -298,13 +306,6 @@ void CurlEasyCleanup::operator()(CURL* easy) const { curl_easy_cleanup(easy); }
 void CurlMultiCleanup::operator()(CURLM* multi) const { curl_multi_cleanup(multi); }
 }  // namespace detail
 
-std::optional<std::string_view> HttpResponse::header(std::string_view name) const {
-  for (const auto& [key, value] : headers) {
-    if (iequals(key, name)) return std::string_view(value);
-  }
-  return std::nullopt;
-}
-
 HttpClient::HttpClient(ConnectionOptions options, HttpClientOptions client_options)
     : options_(std::move(options)), client_options_(std::move(client_options)) {}
 
@@ -315,7 +316,7 @@ Result<HttpClient> HttpClient::create(const ConnectionOptions& options,
   client.easy_.reset(curl_easy_init());
   client.multi_.reset(curl_multi_init());
   if (!client.easy_ || !client.multi_) {
-    return Error{Exit::software, "cannot create an HTTP client: libcurl is out of memory"};
+    return fail(Failure::internal, "cannot create an HTTP client: libcurl is out of memory");
   }
   return client;
 }
@@ -350,7 +351,7 @@ Result<std::vector<Result<HttpResponse>>> HttpClient::perform_all(
     while (next < requests.size()) {
       size_t i = next++;
       if (!slot.easy) slot.easy.reset(curl_easy_init());
-      if (!slot.easy) return Error{Exit::software, "cannot start HTTP requests: out of memory"};
+      if (!slot.easy) return fail(Failure::internal, "cannot start HTTP requests: out of memory");
       slot.transfer = std::make_unique<Transfer>();
       slot.transfer->request = &requests[i];
       if (auto st = setup(slot.easy.get(), *slot.transfer, options_, client_options_); !st) {
@@ -358,8 +359,7 @@ Result<std::vector<Result<HttpResponse>>> HttpClient::perform_all(
         continue;
       }
       if (CURLMcode mc = curl_multi_add_handle(multi, slot.easy.get()); mc != CURLM_OK) {
-        return Error{Exit::software,
-                     std::string("cannot start HTTP requests: ") + curl_multi_strerror(mc)};
+        return fail(Failure::internal, std::string("cannot start HTTP requests: ") + curl_multi_strerror(mc));
       }
       slot.index = i;
       slot.busy = true;
@@ -385,7 +385,7 @@ Result<std::vector<Result<HttpResponse>>> HttpClient::perform_all(
     int still_running = 0;
     if (CURLMcode mc = curl_multi_perform(multi, &still_running); mc != CURLM_OK) {
       return abandon(
-          Error{Exit::software, std::string("HTTP requests failed: ") + curl_multi_strerror(mc)});
+          fail(Failure::internal, std::string("HTTP requests failed: ") + curl_multi_strerror(mc)));
     }
     int queued = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
@@ -404,7 +404,7 @@ Result<std::vector<Result<HttpResponse>>> HttpClient::perform_all(
     if (running > 0) {
       if (CURLMcode mc = curl_multi_poll(multi, nullptr, 0, 1000, nullptr); mc != CURLM_OK) {
         return abandon(
-            Error{Exit::software, std::string("HTTP requests failed: ") + curl_multi_strerror(mc)});
+            fail(Failure::internal, std::string("HTTP requests failed: ") + curl_multi_strerror(mc)));
       }
     }
   }

@@ -2,6 +2,8 @@
 // OpenSSL 3 for TLS with verification reported rather than enforced.
 #include <envkit/socket.hpp>
 
+#include <envkit/exit_status.hpp>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -19,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 namespace envkit {
 
@@ -64,7 +67,7 @@ Result<bool> wait_for(int fd, short events, Deadline deadline) {
       if (Clock::now() >= deadline) return false;
       continue;
     }
-    return Error{Exit::io, std::string("poll: ") + std::strerror(errno)};
+    return fail(Failure::internal, std::string("poll: ") + std::strerror(errno));
   }
 }
 
@@ -79,7 +82,9 @@ std::string errno_message(int err) {
   }
 }
 
-std::string format_address(const sockaddr* sa) {
+}  // namespace
+
+std::string format_socket_address(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = {};
   if (sa->sa_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
@@ -90,6 +95,8 @@ std::string format_address(const sockaddr* sa) {
   ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
   return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
 }
+
+namespace {
 
 /// The OpenSSL error queue of this thread as one message (and emptied), or `fallback`.
 std::string ssl_error_text(const std::string& fallback) {
@@ -228,40 +235,42 @@ Result<Stream> Stream::connect(const std::string& host, uint16_t port, Deadline 
   // resolver, whose own timeouts bound this call.
   int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &raw);
   if (rc != 0) {
-    if (rc == EAI_SYSTEM) return Error{Exit::config, std::string("cannot resolve host: ") + std::strerror(errno)};
-    return Error{Exit::config, std::string("cannot resolve host: ") + ::gai_strerror(rc)};
+    // A name that does not exist and a resolver that does not answer are different failures
+    // (envkit/exit_status.hpp): the first needs an operator, the second passes.
+    std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
+    return fail(failure_from_gai(rc), "cannot resolve host '" + host + "': " + why);
   }
   std::unique_ptr<addrinfo, AddrinfoFreer> list(raw);
 
-  Error last{Exit::unavailable, "no address to connect to"};
+  Error last = fail(Failure::name_not_found, "no address to connect to");
   for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-      last = Error{Exit::unavailable, std::string("socket: ") + std::strerror(errno)};
+      last = fail(Failure::internal, std::string("socket: ") + std::strerror(errno));
       continue;
     }
-    Stream s(fd, format_address(ai->ai_addr));
+    Stream s(fd, format_socket_address(ai->ai_addr));
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) return s;
     if (errno != EINPROGRESS) {
-      last = Error{Exit::unavailable, errno_message(errno)};
+      last = fail(failure_from_socket_errno(errno), errno_message(errno));
       continue;
     }
     auto ready = wait_for(fd, POLLOUT, deadline);
     if (!ready) return ready.error();
-    if (!*ready) return Error{Exit::temp_fail, "timed out connecting"};
+    if (!*ready) return fail(Failure::unreachable, "timed out connecting");
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err == 0) return s;
-    last = Error{Exit::unavailable, errno_message(err)};
+    last = fail(failure_from_socket_errno(err), errno_message(err));
   }
   return last;
 }
 
 Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
-  if (fd_ < 0) return Error{Exit::software, "read on a closed stream"};
+  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
   if (size == 0) return size_t{0};
   for (;;) {
     short want = POLLIN;
@@ -276,18 +285,18 @@ Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
         want = POLLOUT;
       } else if (e != SSL_ERROR_WANT_READ) {
         if (e == SSL_ERROR_SYSCALL && errno != 0)
-          return Error{Exit::unavailable, errno_message(errno)};
-        return Error{Exit::unavailable, "TLS read: " + ssl_error_text("connection closed")};
+          return fail(failure_from_socket_errno(errno), errno_message(errno));
+        return fail(Failure::connection_lost, "TLS read: " + ssl_error_text("connection closed"));
       }
     } else {
       ssize_t n = ::recv(fd_, buffer, size, 0);
       if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return Error{Exit::unavailable, errno_message(errno)};
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail(failure_from_socket_errno(errno), errno_message(errno));
     }
     auto ready = wait_for(fd_, want, deadline);
     if (!ready) return ready.error();
-    if (!*ready) return Error{Exit::temp_fail, "timed out waiting for data"};
+    if (!*ready) return fail(Failure::io_timeout, "timed out waiting for data");
   }
 }
 
@@ -297,15 +306,15 @@ Status Stream::read_exact(char* buffer, size_t size, Deadline deadline) {
     auto n = read_some(buffer + done, size - done, deadline);
     if (!n) return n.error();
     if (*n == 0)
-      return Error{Exit::unavailable, "connection closed after " + std::to_string(done) + " of " +
-                                          std::to_string(size) + " bytes"};
+      return fail(Failure::connection_lost, "connection closed after " + std::to_string(done) +
+                                                " of " + std::to_string(size) + " bytes");
     done += *n;
   }
   return {};
 }
 
 Status Stream::write_all(std::string_view data, Deadline deadline) {
-  if (fd_ < 0) return Error{Exit::software, "write on a closed stream"};
+  if (fd_ < 0) return fail(Failure::internal, "write on a closed stream");
   size_t done = 0;
   while (done < data.size()) {
     short want = POLLOUT;
@@ -322,8 +331,8 @@ Status Stream::write_all(std::string_view data, Deadline deadline) {
         want = POLLIN;
       } else if (e != SSL_ERROR_WANT_WRITE) {
         if (e == SSL_ERROR_SYSCALL && errno != 0)
-          return Error{Exit::unavailable, errno_message(errno)};
-        return Error{Exit::unavailable, "TLS write: " + ssl_error_text("connection closed")};
+          return fail(failure_from_socket_errno(errno), errno_message(errno));
+        return fail(Failure::connection_lost, "TLS write: " + ssl_error_text("connection closed"));
       }
     } else {
       // MSG_NOSIGNAL: a peer that has gone away is an error value, not a SIGPIPE.
@@ -333,43 +342,43 @@ Status Stream::write_all(std::string_view data, Deadline deadline) {
         continue;
       }
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return Error{Exit::unavailable, errno_message(errno)};
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail(failure_from_socket_errno(errno), errno_message(errno));
     }
     auto ready = wait_for(fd_, want, deadline);
     if (!ready) return ready.error();
-    if (!*ready) return Error{Exit::temp_fail, "timed out writing"};
+    if (!*ready) return fail(Failure::io_timeout, "timed out writing");
   }
   return {};
 }
 
 Result<TlsSessionInfo> Stream::start_tls(const TlsOptions& options, const std::string& host,
                                          Deadline deadline) {
-  if (fd_ < 0) return Error{Exit::software, "TLS on a closed stream"};
-  if (ssl_) return Error{Exit::software, "TLS already started"};
+  if (fd_ < 0) return fail(Failure::internal, "TLS on a closed stream");
+  if (ssl_) return fail(Failure::internal, "TLS already started");
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, detail::SslCtxFreer> ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return Error{Exit::software, "TLS context: " + ssl_error_text("out of memory")};
+  if (!ctx) return fail(Failure::internal, "TLS context: " + ssl_error_text("out of memory"));
   // Verification runs but never aborts the handshake: its verdict is reported instead, so
   // an expired or misnamed certificate can still be inspected.
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
   if (!options.ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr) != 1)
-      return Error{Exit::config, "cannot load CA file " + options.ca_file + ": " + ssl_error_text("unreadable")};
+      return fail(Failure::config, "cannot load CA file " + options.ca_file + ": " + ssl_error_text("unreadable"));
   } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
     ERR_clear_error();  // no system store: nothing will verify, which start_tls reports
   }
   if (!options.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), options.cert_file.c_str()) != 1)
-      return Error{Exit::config, "cannot load certificate " + options.cert_file + ": " + ssl_error_text("unreadable")};
+      return fail(Failure::config, "cannot load certificate " + options.cert_file + ": " + ssl_error_text("unreadable"));
     const std::string& key = options.key_file.empty() ? options.cert_file : options.key_file;
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
-      return Error{Exit::config, "cannot load key " + key + ": " + ssl_error_text("unreadable")};
+      return fail(Failure::config, "cannot load key " + key + ": " + ssl_error_text("unreadable"));
   }
 
   std::unique_ptr<SSL, detail::SslFreer> ssl(SSL_new(ctx.get()));
   if (!ssl || SSL_set_fd(ssl.get(), fd_) != 1)
-    return Error{Exit::software, "TLS session: " + ssl_error_text("out of memory")};
+    return fail(Failure::internal, "TLS session: " + ssl_error_text("out of memory"));
   const std::string& name = options.server_name.empty() ? host : options.server_name;
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
   if (is_ip_literal(name)) {
@@ -391,14 +400,17 @@ Result<TlsSessionInfo> Stream::start_tls(const TlsOptions& options, const std::s
     } else if (e == SSL_ERROR_WANT_WRITE) {
       want = POLLOUT;
     } else if (e == SSL_ERROR_SYSCALL && errno != 0 && ERR_peek_error() == 0) {
-      return Error{Exit::unavailable, "TLS handshake: " + errno_message(errno)};
+      return fail(failure_from_socket_errno(errno), "TLS handshake: " + errno_message(errno));
+    } else if (ERR_peek_error() == 0) {
+      return fail(Failure::connection_lost, "TLS handshake: connection closed during handshake");
     } else {
-      return Error{Exit::unavailable,
-                   "TLS handshake: " + ssl_error_text("connection closed during handshake")};
+      // The peer answered, but no TLS session could be agreed (a plain-text port, no
+      // common protocol version or cipher): someone must change a setting.
+      return fail(Failure::tls_failed, "TLS handshake: " + ssl_error_text("failed"));
     }
     auto ready = wait_for(fd_, want, deadline);
     if (!ready) return ready.error();
-    if (!*ready) return Error{Exit::temp_fail, "timed out in TLS handshake"};
+    if (!*ready) return fail(Failure::io_timeout, "timed out in TLS handshake");
   }
 
   TlsSessionInfo info;
@@ -428,6 +440,74 @@ void Stream::shutdown_write() {
     SSL_shutdown(ssl_.get());  // sends close_notify; the peer's reply is not awaited
   }
   ::shutdown(fd_, SHUT_WR);
+}
+
+Listener::Listener(int fd, uint16_t port, std::string address)
+    : fd_(fd), port_(port), address_(std::move(address)) {}
+
+Listener::Listener(Listener&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), port_(other.port_), address_(std::move(other.address_)) {}
+
+Listener& Listener::operator=(Listener&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    port_ = other.port_;
+    address_ = std::move(other.address_);
+  }
+  return *this;
+}
+
+Listener::~Listener() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int Listener::release() { return std::exchange(fd_, -1); }
+
+Result<Listener> Listener::bind(const std::string& host, uint16_t port, int backlog) {
+  std::string asked = (host.find(':') != std::string::npos ? "[" + host + "]" : host.empty() ? "*" : host) +
+                      ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* raw = nullptr;
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints, &raw);
+  if (rc != 0) {
+    std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
+    return Error{Exit::config, "listen on " + asked + ": cannot resolve host: " + why};
+  }
+  std::unique_ptr<addrinfo, AddrinfoFreer> list(raw);
+
+  Error last{Exit::config, "listen on " + asked + ": no address to bind"};
+  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+    std::string where = format_socket_address(ai->ai_addr);
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last = Error{Exit::unavailable, "listen on " + where + ": socket: " + std::strerror(errno)};
+      continue;
+    }
+    Listener listener(fd, port, where);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, backlog) != 0) {
+      int err = errno;
+      // A taken port may be free later; a foreign address or a privileged port will not be.
+      Exit code = err == EADDRINUSE ? Exit::unavailable : Exit::config;
+      last = Error{code, "listen on " + where + ": " + std::strerror(err)};
+      continue;
+    }
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+      listener.address_ = format_socket_address(reinterpret_cast<const sockaddr*>(&bound));
+      listener.port_ = ntohs(bound.ss_family == AF_INET6
+                                 ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
+                                 : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+    }
+    return listener;
+  }
+  return last;
 }
 
 }  // namespace envkit

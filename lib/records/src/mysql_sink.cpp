@@ -11,8 +11,6 @@
 namespace envkit {
 namespace {
 
-constexpr size_t kMaxStatementBytes = 4 << 20;  // well under the default max_allowed_packet (16 MiB)
-
 class MysqlSink : public Sink {
  public:
   MysqlSink(Url url, SinkOptions options, std::string table, bool create)
@@ -170,20 +168,16 @@ class MysqlSink : public Sink {
 
   // INSERT ... ON DUPLICATE KEY UPDATE in statements of bounded size, all in one transaction.
   Status insert_in_transaction(const std::vector<JsonDocument>& docs, std::span<const size_t> which) {
-    std::string head = "INSERT INTO " + quote_identifier(table_) + " (";
-    for (size_t c = 0; c < columns_.size(); ++c) head += (c ? ", " : "") + quote_identifier(columns_[c].name);
-    head += ") VALUES ";
+    std::vector<std::string> names;
+    for (const auto& column : columns_) names.push_back(column.name);
     // A no-op update: a duplicate of the unique key leaves the stored row as it was.
-    std::string tail = " ON DUPLICATE KEY UPDATE " + quote_identifier(columns_[0].name) + " = " +
-                       quote_identifier(columns_[0].name);
+    InsertBuilder insert(table_, names,
+                         " ON DUPLICATE KEY UPDATE " + quote_identifier(columns_[0].name) + " = " +
+                             quote_identifier(columns_[0].name));
     if (auto st = conn_->execute("START TRANSACTION"); !st) return st;
-    std::string sql;
     auto flush = [&]() -> Status {
-      if (sql.empty()) return {};
-      sql += tail;
-      Status st = conn_->execute(sql);
-      sql.clear();
-      return st;
+      if (insert.empty()) return {};
+      return conn_->execute(insert.take());
     };
     std::vector<const JsonValue*> values(columns_.size());
     for (size_t i : which) {
@@ -193,23 +187,24 @@ class MysqlSink : public Sink {
         auto it = column_of_.find(std::string_view(m->name.GetString(), m->name.GetStringLength()));
         if (it != column_of_.end()) values[it->second] = &m->value;
       }
-      std::string row = "(";
+      std::string& sql = insert.next_row();
+      sql += '(';
       for (size_t c = 0; c < columns_.size(); ++c) {
         auto lit = literal(values[c], columns_[c]);
         if (!lit) {
           (void)conn_->execute("ROLLBACK");
           return lit.error();
         }
-        row += (c ? ", " : "") + *lit;
+        if (c > 0) sql += ", ";
+        sql += *lit;
       }
-      row += ")";
-      if (!sql.empty() && sql.size() + row.size() > kMaxStatementBytes) {
+      sql += ')';
+      if (insert.full()) {
         if (auto st = flush(); !st) {
           (void)conn_->execute("ROLLBACK");
           return st;
         }
       }
-      sql += sql.empty() ? head + row : ", " + row;
     }
     if (auto st = flush(); !st) {
       (void)conn_->execute("ROLLBACK");

@@ -281,6 +281,8 @@ Status Pipeline::run(Source& source) {
   bool source_end = false, pulling = true;
   std::optional<Error> failure;
   auto last_commit = Clock::now(), last_progress = Clock::now();
+  milliseconds retry_backoff{0};
+  Clock::time_point paused_until{};
 
   auto dispatch = [&] {
     {
@@ -299,6 +301,17 @@ Status Pipeline::run(Source& source) {
     }
     for (auto& job : finished) {
       --in_flight;
+      // Records handed back for a passing failure come again soon: pause pulling for a
+      // while (0.1 s doubling to 5 s, cleared by a batch with no retry) so that a sink that
+      // is down costs one attempt per pause, not a busy loop of redeliveries.
+      bool retried = std::any_of(job.verdicts.begin(), job.verdicts.end(),
+                                 [](const Settlement& v) { return v.verdict == Verdict::retry; });
+      if (retried) {
+        retry_backoff = std::clamp(retry_backoff * 2, milliseconds(100), milliseconds(5000));
+        paused_until = Clock::now() + retry_backoff;
+      } else if (!job.verdicts.empty()) {
+        retry_backoff = milliseconds(0);
+      }
       if (job.fatal && !failure) {
         failure = job.fatal;
         log_error(failure->message);
@@ -331,7 +344,7 @@ Status Pipeline::run(Source& source) {
       dispatch();
       continue;
     }
-    if (pulling && !source_end && can_dispatch && pending.records.size() < o.batch) {
+    if (pulling && !source_end && can_dispatch && pending.records.size() < o.batch && now >= paused_until) {
       auto wait = pending.records.empty() ? o.linger
                                           : duration_cast<milliseconds>(o.linger - (now - pending_since));
       auto got = source.next(o.batch - pending.records.size(), std::max(wait, milliseconds(0)));
@@ -357,8 +370,9 @@ Status Pipeline::run(Source& source) {
     if ((!pulling || source_end) && pending.records.empty() && in_flight == 0) break;
     // Nothing to pull now (in-flight work at its bound, or the source done): wait for a
     // worker to answer.
+    auto nap = now < paused_until ? std::min<Clock::duration>(o.linger, paused_until - now) : Clock::duration(o.linger);
     std::unique_lock lock(s.mutex);
-    s.done_cv.wait_for(lock, o.linger, [&] { return !s.done.empty(); });
+    s.done_cv.wait_for(lock, nap, [&] { return !s.done.empty(); });
   }
 
   // One last replay of every spool (unless a sink needs an operator or a spool failed).

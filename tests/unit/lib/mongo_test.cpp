@@ -112,22 +112,27 @@ TEST(MongoUri, PasswordNeverInErrors) {
   EXPECT_NE(c.error().message.find("***"), std::string::npos) << c.error().message;
 }
 
-TEST(MongoErrors, ExitCodesFollowTheKindOfError) {
+TEST(MongoErrors, DriverErrorsAreClassifiedByTheFailureTable) {
   auto make = [](uint32_t domain, uint32_t code) {
     bson_error_t e{};
     e.domain = domain;
     e.code = code;
-    return mongo_error_exit(e);
+    return mongo_failure(e);
   };
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE), Exit::unavailable);
-  EXPECT_EQ(make(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET), Exit::unavailable);
-  EXPECT_EQ(make(MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE), Exit::config);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 11000), Exit::data);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 59), Exit::data);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 10107), Exit::unavailable);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 18), Exit::config);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 50), Exit::temp_fail);
-  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 239), Exit::temp_fail);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE), Failure::unreachable);
+  EXPECT_EQ(make(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET), Failure::connection_lost);
+  EXPECT_EQ(make(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_NAME_RESOLUTION), Failure::name_not_found);
+  EXPECT_EQ(make(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT), Failure::connection_refused);
+  EXPECT_EQ(make(MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE), Failure::auth_refused);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 11000), Failure::bad_data);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 59), Failure::bad_data);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 10107), Failure::connection_lost);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 18), Failure::auth_refused);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 13), Failure::permission_denied);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 26), Failure::not_found);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 50), Failure::io_timeout);
+  EXPECT_EQ(make(MONGOC_ERROR_SERVER, 239), Failure::server_busy);
+  EXPECT_EQ(exit_for(make(MONGOC_ERROR_SERVER_SELECTION, 0)), Exit::unavailable);
 }
 
 // ---- Extended JSON ---------------------------------------------------------------------

@@ -47,18 +47,22 @@ TEST(Mysql, QuoteIdentifierDoublesBackticks) {
   EXPECT_EQ(quote_identifier("a'b\"c"), "`a'b\"c`");
 }
 
-TEST(Mysql, ErrorNumbersMapToExitStatuses) {
-  EXPECT_EQ(mysql_error_exit(2002), Exit::unavailable);  // cannot connect
-  EXPECT_EQ(mysql_error_exit(2013), Exit::unavailable);  // lost during query
-  EXPECT_EQ(mysql_error_exit(1927), Exit::unavailable);  // connection killed
-  EXPECT_EQ(mysql_error_exit(1045), Exit::config);       // access denied
-  EXPECT_EQ(mysql_error_exit(1049), Exit::config);       // unknown database
-  EXPECT_EQ(mysql_error_exit(1213), Exit::temp_fail);    // deadlock
-  EXPECT_EQ(mysql_error_exit(1205), Exit::temp_fail);    // lock wait timeout
-  EXPECT_EQ(mysql_error_exit(1064), Exit::data);         // SQL syntax
-  EXPECT_EQ(mysql_error_exit(1146), Exit::data);         // no such table
-  EXPECT_EQ(mysql_error_exit(1062), Exit::data);         // duplicate key
-  EXPECT_EQ(mysql_error_exit(2014), Exit::software);     // commands out of sync
+TEST(Mysql, ErrorNumbersAreClassifiedByTheFailureTable) {
+  EXPECT_EQ(mysql_failure(2002), Failure::connection_refused);  // no local socket
+  EXPECT_EQ(mysql_failure(2003), Failure::connection_refused);  // cannot connect over TCP
+  EXPECT_EQ(mysql_failure(2005), Failure::name_not_found);      // unknown host
+  EXPECT_EQ(mysql_failure(2013), Failure::connection_lost);     // lost during query
+  EXPECT_EQ(mysql_failure(1927), Failure::connection_lost);     // connection killed
+  EXPECT_EQ(mysql_failure(1045), Failure::auth_refused);        // access denied
+  EXPECT_EQ(mysql_failure(1044), Failure::permission_denied);   // no grant on the database
+  EXPECT_EQ(mysql_failure(1049), Failure::not_found);           // unknown database
+  EXPECT_EQ(mysql_failure(1146), Failure::not_found);           // no such table
+  EXPECT_EQ(mysql_failure(1213), Failure::server_busy);         // deadlock
+  EXPECT_EQ(mysql_failure(1205), Failure::server_busy);         // lock wait timeout
+  EXPECT_EQ(mysql_failure(1064), Failure::bad_data);            // SQL syntax
+  EXPECT_EQ(mysql_failure(1062), Failure::bad_data);            // duplicate key
+  EXPECT_EQ(mysql_failure(2014), Failure::internal);            // commands out of sync
+  EXPECT_EQ(exit_for(mysql_failure(1045)), Exit::config);
 }
 
 TEST(Mysql, ClosedPortIsUnavailableFastAndNamesRedactedUrl) {
@@ -352,6 +356,35 @@ TEST(LiveMysql, ThreadsOpenTheirOwnConnections) {
   }
   for (auto& th : threads) th.join();
   for (const auto& f : failures) EXPECT_EQ(f, "");
+}
+
+}  // namespace
+}  // namespace envkit
+
+namespace envkit {
+namespace {
+
+TEST(InsertBuilder, StatementsAreBoundedByRowsAndBytesAndCarryTheTail) {
+  InsertBuilder insert("t`x", {"id", "v"}, " ON DUPLICATE KEY UPDATE `id` = `id`", 3, 50);
+  EXPECT_TRUE(insert.empty());
+  insert.next_row() += "(1, 'a')";
+  EXPECT_FALSE(insert.full());
+  insert.next_row() += "(2, 'b')";
+  EXPECT_EQ(insert.rows(), 2u);
+  EXPECT_TRUE(insert.full()) << "past 50 bytes";
+  EXPECT_EQ(insert.take(),
+            "INSERT INTO `t``x` (`id`, `v`) VALUES (1, 'a'), (2, 'b') ON DUPLICATE KEY UPDATE "
+            "`id` = `id`");
+  EXPECT_TRUE(insert.empty());
+  EXPECT_EQ(insert.take(), "") << "an empty builder has no statement to send";
+
+  InsertBuilder by_rows("t", {"id"}, {}, 2);
+  for (int i = 0; i < 2; ++i) by_rows.next_row() += "(" + std::to_string(i) + ")";
+  EXPECT_TRUE(by_rows.full());
+  EXPECT_EQ(by_rows.take(), "INSERT INTO `t` (`id`) VALUES (0), (1)");
+  by_rows.next_row() += "(2)";
+  EXPECT_FALSE(by_rows.full());
+  EXPECT_EQ(by_rows.take(), "INSERT INTO `t` (`id`) VALUES (2)");
 }
 
 }  // namespace

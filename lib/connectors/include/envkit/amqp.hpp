@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <envkit/connection.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/result.hpp>
 #include <envkit/record.hpp>
 #include <envkit/url.hpp>
@@ -148,9 +149,9 @@ struct AmqpRoute {
 class AmqpConnection {
  public:
   /// Opens the socket (TCP or TLS), logs in with the heartbeat, opens channel 1.
-  /// Errors: Exit::unavailable (refused, unreachable, no answer within the connect timeout),
-  /// Exit::config (credentials refused, unknown vhost or no access to it, TLS verification
-  /// failed), Exit::usage (bad URL parameters).
+  /// Errors (envkit/exit_status.hpp): connection_refused, unreachable (no answer within the
+  /// connect timeout), name_not_found, auth_refused, not_found (unknown vhost or no access
+  /// to it), tls_failed (verification), usage (bad URL parameters).
   static Result<AmqpConnection> connect(const Url& url, const ConnectionOptions& options);
   static Result<AmqpConnection> connect(const AmqpSettings& settings,
                                         const ConnectionOptions& options);
@@ -209,7 +210,7 @@ class AmqpConnection {
                  std::string endpoint, ConnectionOptions options);
   Status open_channel();
   Status enable_confirms();
-  Error fail(Exit code, std::string why);
+  Error fail(Failure kind, std::string why);
   Error unusable() const;
   Status check_rpc(std::string_view what);
   Status set_rpc_timeout(std::chrono::milliseconds timeout);

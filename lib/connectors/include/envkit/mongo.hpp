@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <envkit/connection.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/result.hpp>
 #include <envkit/url.hpp>
 
@@ -245,9 +246,9 @@ class MongoClient {
 Result<std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer>> make_mongo_uri(
     const Url& url, const ConnectionOptions& options);
 
-/// The exit status for a driver error: unreachable servers (server selection, network) are
-/// Exit::unavailable, authentication Exit::config, server command errors Exit::data (but
-/// "not primary"/shutting down: unavailable; MaxTimeMSExpired: temp_fail).
-Exit mongo_error_exit(const bson_error_t& error);
+/// The failure kind (envkit/exit_status.hpp) of a driver error: name resolution, refused,
+/// server selection (unreachable), lost, authentication, permission, unknown namespace,
+/// timeouts and write conflicts; other server command errors are bad_data.
+Failure mongo_failure(const bson_error_t& error);
 
 }  // namespace envkit

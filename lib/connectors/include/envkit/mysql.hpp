@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <envkit/connection.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/result.hpp>
 #include <envkit/url.hpp>
 
@@ -93,9 +94,9 @@ class MysqlResult {
 class MysqlConnection {
  public:
   /// Connects, authenticates, selects the database and sets the session up (utf8mb4,
-  /// time zone). Errors: Exit::unavailable when the server cannot be reached or does not
-  /// answer within the connect timeout; Exit::config for refused credentials, an unknown
-  /// database or time zone, or a TLS setup the server rejects.
+  /// time zone). Errors are classified by mysql_failure() (envkit/exit_status.hpp):
+  /// connection_refused, unreachable (no answer within the connect timeout), name_not_found,
+  /// auth_refused, not_found (unknown database), tls_failed, config (unknown time zone).
   static Result<MysqlConnection> connect(const Url& url, const ConnectionOptions& options);
 
   MysqlConnection(MysqlConnection&&) noexcept = default;
@@ -136,9 +137,43 @@ class MysqlConnection {
 /// `name` as an SQL identifier: in backticks, with backticks inside doubled.
 std::string quote_identifier(std::string_view name);
 
-/// The exit status for a client or server error number (mysql_errno()): unreachable or
-/// lost servers are Exit::unavailable, refused credentials Exit::config, lock waits and
-/// deadlocks Exit::temp_fail, other server errors Exit::data, client misuse Exit::software.
-Exit mysql_error_exit(unsigned int error_number);
+/// Multi-row INSERT statements of bounded size, for bulk writers (db-backup restore, the
+/// MySQL sink): rows go into the current statement until it holds `max_rows` rows or
+/// `max_bytes` bytes, then take() hands it over and a new one starts. A statement can pass
+/// `max_bytes` by its last row only, so keep the bound well under the server's
+/// max_allowed_packet (16 MiB by default; 4 MiB here).
+class InsertBuilder {
+ public:
+  static constexpr size_t kDefaultMaxBytes = 4 << 20;
+
+  /// "INSERT INTO `table` (`c1`, `c2`) VALUES " ... `tail` (e.g. " ON DUPLICATE KEY UPDATE ...").
+  InsertBuilder(std::string_view table, const std::vector<std::string>& columns,
+                std::string tail = {}, size_t max_rows = SIZE_MAX,
+                size_t max_bytes = kDefaultMaxBytes);
+
+  /// The statement to append the next row's "(v1, v2, ...)" to (its separator is already
+  /// there). Call once per row.
+  std::string& next_row();
+  /// True once the statement has reached max_rows rows or max_bytes bytes: send take() now.
+  bool full() const { return rows_ >= max_rows_ || sql_.size() >= max_bytes_; }
+  bool empty() const { return rows_ == 0; }
+  size_t rows() const { return rows_; }
+  /// The finished statement, tail included; the builder starts the next one.
+  std::string take();
+
+ private:
+  std::string head_;
+  std::string tail_;
+  size_t max_rows_;
+  size_t max_bytes_;
+  std::string sql_;
+  size_t rows_ = 0;
+};
+
+/// The failure kind (envkit/exit_status.hpp) of a client or server error number
+/// (mysql_errno()): refused, lost, refused credentials, unknown database or table, missing
+/// grants, lock waits and deadlocks (server_busy); other server errors are bad_data, client
+/// misuse internal.
+Failure mysql_failure(unsigned int error_number);
 
 }  // namespace envkit

@@ -41,15 +41,15 @@ struct RedisReply {
 ///
 /// URL: redis://[user][:password]@host[:port][/db], or ?socket=PATH for a Unix socket.
 /// A password in the URL is sent with AUTH (with the user too, for Redis 6 ACLs) and a
-/// db number with SELECT. hiredis 0.14 speaks no TLS: asking for it is an Exit::config error.
+/// db number with SELECT. hiredis 0.14 speaks no TLS: asking for it is a Failure::config error.
 /// After a transport error or a timeout the connection is unusable; open a new one.
 class RedisConnection {
  public:
   /// Connects, authenticates and selects the database; at least one round trip is made, so
   /// a port that accepts but does not answer (a proxy with no backend) fails here.
-  /// Errors: Exit::unavailable (refused, unreachable, no answer within the connect timeout),
-  /// Exit::temp_fail (connected but no answer within the I/O timeout), Exit::config
-  /// (authentication refused, bad db number, TLS asked for).
+  /// Errors (envkit/exit_status.hpp): connection_refused, unreachable (no answer within the
+  /// connect timeout), name_not_found, io_timeout (connected but no answer within the I/O
+  /// timeout), auth_refused, not_found (db number out of range), config (TLS asked for).
   static Result<RedisConnection> connect(const Url& url, const ConnectionOptions& options);
 
   RedisConnection(RedisConnection&&) noexcept = default;

@@ -15,6 +15,8 @@
 #include <envkit/connection.hpp>
 #include <envkit/result.hpp>
 
+struct sockaddr;
+
 namespace envkit {
 
 /// The moment by which a call must have finished; every Stream call takes one.
@@ -61,10 +63,10 @@ struct SslFreer {
 /// Not thread-safe.
 class Stream {
  public:
-  /// Resolves `host` and connects. Errors: Exit::config when the name does not resolve;
-  /// Exit::unavailable when the connection is refused or the host unreachable (message
-  /// "connection refused", ...); Exit::temp_fail when the deadline passes first (message
-  /// "timed out ..."). The message never has a "host:port: " prefix: callers add context.
+  /// Resolves `host` and connects. Errors are classified by envkit/exit_status.hpp:
+  /// name_not_found (NXDOMAIN) or resolver_unavailable (EAI_AGAIN); connection_refused;
+  /// unreachable when no route or the deadline passes first (message "timed out
+  /// connecting"). The message never has a "host:port: " prefix: callers add context.
   static Result<Stream> connect(const std::string& host, uint16_t port, Deadline deadline);
 
   Stream(Stream&& other) noexcept;
@@ -72,10 +74,10 @@ class Stream {
   ~Stream();
 
   /// Reads what is available, at most `size` bytes, waiting until the deadline for at least
-  /// one. Returns 0 when the peer closed the stream. Errors: Exit::temp_fail on timeout,
-  /// Exit::unavailable on a reset or TLS failure.
+  /// one. Returns 0 when the peer closed the stream. Errors: io_timeout on timeout,
+  /// connection_lost on a reset or TLS failure (envkit/exit_status.hpp).
   Result<size_t> read_some(char* buffer, size_t size, Deadline deadline);
-  /// Reads exactly `size` bytes; the peer closing first is an Error (Exit::unavailable,
+  /// Reads exactly `size` bytes; the peer closing first is an Error (connection_lost,
   /// "connection closed after N of M bytes").
   Status read_exact(char* buffer, size_t size, Deadline deadline);
   /// Writes all of `data`.
@@ -84,8 +86,9 @@ class Stream {
   /// Starts TLS on this connection: at once for tls:// and https, or in the middle of a
   /// protocol that negotiates it (MySQL's SSLRequest). SNI and the name checked are
   /// `options.server_name` when set, else `host`. Completes even when verification fails
-  /// (see TlsSessionInfo); errors are handshake failures (Exit::unavailable), timeouts
-  /// (Exit::temp_fail) and unreadable CA/certificate/key files (Exit::config).
+  /// (see TlsSessionInfo); errors are handshake failures (tls_failed, or connection_lost
+  /// when the peer hangs up), timeouts (io_timeout) and unreadable CA/certificate/key files
+  /// (config), as classified in envkit/exit_status.hpp.
   Result<TlsSessionInfo> start_tls(const TlsOptions& options, const std::string& host,
                                    Deadline deadline);
 
@@ -103,6 +106,41 @@ class Stream {
   std::string peer_;
   std::unique_ptr<SSL_CTX, detail::SslCtxFreer> ctx_;
   std::unique_ptr<SSL, detail::SslFreer> ssl_;
+};
+
+/// An IPv4 or IPv6 socket address as text: "127.0.0.1:3306" or "[::1]:3306".
+std::string format_socket_address(const sockaddr* address);
+
+/// A listening TCP socket (non-blocking, close-on-exec). Move-only; closes on destruction
+/// unless release()d to a server that takes it over.
+class Listener {
+ public:
+  /// Binds `host` (a numeric address or a name; empty: every interface) and `port` (0: the
+  /// kernel picks a free one) and listens. SO_REUSEADDR is set, so a restart is not refused
+  /// while old connections sit in TIME_WAIT (a port another socket listens on still is).
+  /// Errors name the address ("listen on 127.0.0.1:8080: address already in use"):
+  /// Exit::unavailable when the port is taken; Exit::config when the name does not resolve,
+  /// the address is not this host's, or the port needs privileges.
+  static Result<Listener> bind(const std::string& host, uint16_t port, int backlog = 511);
+
+  Listener(Listener&& other) noexcept;
+  Listener& operator=(Listener&& other) noexcept;
+  ~Listener();
+
+  int fd() const { return fd_; }
+  /// The port bound: the one asked for, or the kernel's pick for port 0.
+  uint16_t port() const { return port_; }
+  /// The address bound, "127.0.0.1:41234" or "[::1]:41234".
+  const std::string& address() const { return address_; }
+  /// Gives up ownership: the caller closes the descriptor from now on.
+  int release();
+
+ private:
+  Listener(int fd, uint16_t port, std::string address);
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::string address_;
 };
 
 }  // namespace envkit

@@ -90,7 +90,9 @@ struct SinkTotals {
 /// Moves records from one source to every sink until the source ends or a stop is
 /// requested (SIGINT/SIGTERM), then drains: what is in flight is delivered or spooled and
 /// settled, spools get one last replay, the source commits. Memory is bounded by
-/// max_in_flight batches whatever the source's or the sinks' speed (backpressure).
+/// max_in_flight batches whatever the source's or the sinks' speed (backpressure). After a
+/// batch with records to retry, pulling pauses (0.1 s doubling to 5 s, cleared by a batch
+/// with none) so that a sink that is down is not hammered with redeliveries.
 class Pipeline {
  public:
   /// Opens the spools (one directory per sink under spool_dir) and one instance of every
