@@ -58,6 +58,11 @@ class Outstanding {
     return value;
   }
   bool empty() const { return items_.empty(); }
+  /// Calls f(value) for everything out, in no particular order.
+  template <class F>
+  void for_each(F f) const {
+    for (const auto& [handle, value] : items_) f(value);
+  }
   /// The end of a settle(): Exit::software when a settlement named a handle not out.
   Status settled(const std::string& source_name) {
     if (!stray_) return {};
