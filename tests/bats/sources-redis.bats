@@ -25,12 +25,12 @@ run_live() {
 
 @test "Redis sources: live tests pass against Redis over TCP" {
   run_live "$LIVE" "$REDIS_URL"
-  assert_all_passed 14
+  assert_all_passed 16
 }
 
 @test "Redis sources: live tests pass against Redis over its Unix socket" {
   run_live "$LIVE" "redis://localhost/0?socket=$REDIS_SOCKET"
-  assert_all_passed 14
+  assert_all_passed 16
 }
 
 @test "the live tests fail, not skip, when the server is not there" {

@@ -14,6 +14,7 @@
 #include <envkit/metrics.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/registry.hpp>
+#include <envkit/schedule.hpp>
 #include <envkit/pipeline.hpp>
 #include "sensor-push/openmeteo.hpp"
 #include "sensor-push/sim.hpp"
@@ -105,15 +106,11 @@ class ReadingSource final : public envkit::Source {
     // counts from there, so a rate R for D seconds makes R x D records.
     t0_ = start_ + milliseconds(20);
     if (c_.duration.value.count() > 0) end_ = t0_ + c_.duration.value;
+    // --every ticks on the clock's grid (envkit/schedule.hpp): no drift, and hosts with the
+    // same interval tick together.
+    if (mode_ == Mode::every) schedule_.emplace(c_.every.value);
     sys0_ = ceil<milliseconds>(system_clock::now() + milliseconds(20));
     burst_t0_ = floor<seconds>(system_clock::now());
-    if (mode_ == Mode::every) {
-      // Ticks sit on the clock's grid (multiples of --every since the epoch), so the schedule
-      // never drifts and two hosts with the same interval tick together.
-      auto period = c_.every.value;
-      tick_ = ceil<milliseconds>(system_clock::now());
-      tick_ = SysMillis((tick_.time_since_epoch() + period - milliseconds(1)) / period * period);
-    }
   }
 
   Result<envkit::SourceBatch> next(size_t max, milliseconds wait) override {
@@ -128,18 +125,14 @@ class ReadingSource final : public envkit::Source {
           b.end = true;
           break;
         }
-        auto until = tick_ - system_clock::now();
-        if (until > milliseconds(0)) {
-          envkit::sleep_unless_stopped(std::min<system_clock::duration>(until, wait));
+        if (!schedule_->due()) {
+          envkit::sleep_unless_stopped(std::min<system_clock::duration>(schedule_->next() - system_clock::now(), wait));
           break;
         }
-        b.records = round(tick_, max);
-        tick_ += c_.every.value;
-        auto now = system_clock::now();
-        if (tick_ < now) {
-          auto skipped = (now - tick_) / c_.every.value + 1;
+        b.records = round(schedule_->next(), max);
+        // Taken after the round, so the ticks a long round overran are skipped, not bunched.
+        if (uint64_t skipped = schedule_->advance(); skipped > 0) {
           envkit::log_warning("a round took longer than --every; skipping " + std::to_string(skipped) + " tick(s)");
-          tick_ += skipped * c_.every.value;
         }
         break;
       }
@@ -256,7 +249,8 @@ class ReadingSource final : public envkit::Source {
   std::optional<OpenMeteoSource>& api_;
   Mode mode_ = Mode::once;
   steady_clock::time_point start_, t0_, end_ = steady_clock::time_point::max();
-  SysMillis sys0_, tick_;
+  SysMillis sys0_;
+  std::optional<envkit::GridSchedule> schedule_;
   time_point<system_clock, seconds> burst_t0_;
   uint64_t made_ = 0, rounds_ = 0, lost_ = 0, api_calls_ = 0, api_retries_ = 0, fetch_failed_ = 0;
   Exit fetch_failure_ = Exit::ok;
@@ -447,9 +441,14 @@ class Runner {
   double last_success_ = 0;
 };
 
-}  // namespace
+// What a run needs before it opens anything: the cities and the record shape, checked
+// against the options. run() and check() share it.
+struct Plan {
+  std::vector<City> cities;
+  RecordShape shape;
+};
 
-Result<Exit> run(const Config& c) {
+Result<Plan> prepare(const Config& c) {
   auto cities = resolve_cities(c);
   if (!cities) return cities.error();
   if (c.rate > 0 && c.rate / static_cast<double>(cities->size()) > 1000.0) {
@@ -462,8 +461,41 @@ Result<Exit> run(const Config& c) {
   if (!c.fields.empty()) shape = RecordShape::from_fields(c.fields);
   else if (!c.template_name.empty()) shape = RecordShape::from_template(c.template_name);
   if (!shape) return shape.error();
-  Runner runner(c, std::move(*cities), std::move(*shape));
+  return Plan{std::move(*cities), std::move(*shape)};
+}
+
+}  // namespace
+
+Result<Exit> run(const Config& c) {
+  auto plan = prepare(c);
+  if (!plan) return plan.error();
+  Runner runner(c, std::move(plan->cities), std::move(plan->shape));
   return runner.run();
+}
+
+Status check(const Config& c) {
+  auto plan = prepare(c);
+  if (!plan) return plan.error();
+  if (c.source == "open-meteo") {
+    if (auto api = envkit::parse_url(c.api_url); !api) return api.error().context("--api-url");
+  }
+  // The same options open_pipeline() gives; open_sink() itself connects to nothing, but a
+  // file: sink would be created, so file: and - stop at the URL.
+  envkit::SinkOptions o;
+  o.connection = c.connection;
+  o.password_file = c.password_file;
+  o.table_schema = reading_schema(plan->shape);
+  for (const auto& text : c.sinks) {
+    auto url = envkit::parse_url(text);
+    if (!url) return url.error();
+    if (url->is_stdio() || url->is_file()) continue;
+    std::string with_create = text;
+    if (c.create_table && text.rfind("mysql:", 0) == 0 && text.find("create=") == std::string::npos) {
+      with_create += text.find('?') == std::string::npos ? "?create=true" : "&create=true";
+    }
+    if (auto sink = envkit::open_sink(with_create, o); !sink) return sink.error();
+  }
+  return {};
 }
 
 }  // namespace sensor_push

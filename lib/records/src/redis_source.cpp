@@ -20,6 +20,7 @@
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <envkit/log.hpp>
 #include <envkit/redis.hpp>
@@ -62,26 +63,35 @@ class Link {
     }
     return conn_.get();
   }
+  /// True once after the connection broke: a command's reply may have been lost after the
+  /// server ran it (XREADGROUP, LMOVE), so what it handed over must be looked for again.
+  bool broke_since_asked() { return std::exchange(broke_, false); }
   Result<RedisReply> command(const std::vector<std::string>& argv) {
     auto c = get();
     if (!c) return c.error();
     auto r = (*c)->command(argv);
-    if (!r) conn_.reset();
+    if (!r) lost();
     return r;
   }
   Result<std::vector<RedisReply>> pipeline(const std::vector<std::vector<std::string>>& commands) {
     auto c = get();
     if (!c) return c.error();
     auto r = (*c)->pipeline(commands);
-    if (!r) conn_.reset();
+    if (!r) lost();
     return r;
   }
   const ConnectionOptions& options() const { return options_; }
 
  private:
+  void lost() {
+    conn_.reset();
+    broke_ = true;
+  }
+
   Url url_;
   ConnectionOptions options_;
   std::unique_ptr<RedisConnection> conn_;
+  bool broke_ = false;
 };
 
 // ---- stream --------------------------------------------------------------------------------
@@ -103,14 +113,20 @@ class StreamSource : public Source {
     SourceBatch batch;
     if (max == 0) return batch;
     const std::string count = std::to_string(max);
-    // 1. This consumer's own pending entries, left by an earlier run under the same name.
+    if (link_.broke_since_asked()) {
+      // Entries XREADGROUP gave this consumer in a reply that never arrived are pending here.
+      backlog_ = true;
+      backlog_cursor_ = "0";
+    }
+    // 1. This consumer's own pending entries, left by an earlier run under the same name (the
+    // ones still out are skipped by hand_out()).
     while (backlog_) {
       auto r = link_.command({"XREADGROUP", "GROUP", s_.group, s_.consumer, "COUNT", count, "STREAMS", s_.stream,
                               backlog_cursor_});
       if (!r) return r.error();
       if (r->is_error()) return reply_error(name_, *r);
       std::vector<const RedisReply*> entries = stream_entries(*r);
-      if (entries.empty()) {
+      if (entries.empty() || entries.back()->elements.empty()) {
         backlog_ = false;
         break;
       }
@@ -305,15 +321,48 @@ constexpr size_t kRetryCountsMax = 10000;
 
 class ListSource : public Source {
  public:
-  ListSource(std::string name, Link link, std::string list, std::string processing,
-             std::deque<std::string> recovered)
+  ListSource(std::string name, Link link, std::string list, std::string processing)
       : name_(std::move(name)), link_(std::move(link)), list_(std::move(list)),
-        processing_(std::move(processing)), recovered_(std::move(recovered)) {}
+        processing_(std::move(processing)) {}
 
   std::string name() const override { return name_; }
 
+  /// Queues for handing out whatever the processing list holds that is not out already: at
+  /// start, a crashed run's records; after a broken connection, entries an LMOVE moved whose
+  /// reply was lost. Values are compared as a multiset, so equal records are counted right.
+  Status recover() {
+    std::unordered_map<std::string, size_t> accounted;
+    out_.for_each([&](const Out& o) { ++accounted[o.value]; });
+    for (const auto& v : recovered_) ++accounted[v];
+    size_t found = 0;
+    constexpr long kPage = 1000;
+    for (long from = 0;; from += kPage) {
+      auto r = link_.command({"LRANGE", processing_, std::to_string(from), std::to_string(from + kPage - 1)});
+      if (!r) return r.error();
+      if (r->is_error()) return reply_error(name_, *r);
+      for (auto& e : r->elements) {
+        auto it = accounted.find(e.str);
+        if (it != accounted.end() && it->second > 0) {
+          --it->second;
+          continue;
+        }
+        recovered_.push_back(std::move(e.str));
+        ++found;
+      }
+      if (static_cast<long>(r->elements.size()) < kPage) break;
+    }
+    if (found > 0) {
+      log_info(name_ + ": " + std::to_string(found) + " records in " + processing_ +
+               " that nobody holds are handed out first");
+    }
+    return {};
+  }
+
   Result<SourceBatch> next(size_t max, milliseconds wait) override {
     SourceBatch batch;
+    if (link_.broke_since_asked()) {
+      if (auto st = recover(); !st) return st.error();
+    }
     // A crashed run's records first; the list keeps no counter, so "at least twice".
     while (!recovered_.empty() && batch.records.size() < max) {
       hand_out(std::move(recovered_.front()), 2, batch);
@@ -449,23 +498,11 @@ Result<std::unique_ptr<Source>> open_list(const Url& url, const SourceOptions& o
   if (processing == list) {
     return Error{Exit::usage, url.redacted() + ": the processing list must not be the list itself"};
   }
-  Link link(url, options.connection);
-  std::deque<std::string> recovered;
+  auto source = std::make_unique<ListSource>(url.redacted(), Link(url, options.connection), std::move(list),
+                                            std::move(processing));
   // Whatever the processing list holds was handed out by a run that did not finish it.
-  constexpr long kPage = 1000;
-  for (long from = 0;; from += kPage) {
-    auto r = link.command({"LRANGE", processing, std::to_string(from), std::to_string(from + kPage - 1)});
-    if (!r) return r.error();
-    if (r->is_error()) return reply_error(url.redacted(), *r);
-    for (auto& e : r->elements) recovered.push_back(std::move(e.str));
-    if (static_cast<long>(r->elements.size()) < kPage) break;
-  }
-  if (!recovered.empty()) {
-    log_info(url.redacted() + ": " + std::to_string(recovered.size()) + " records left in " + processing +
-             " by an earlier run are handed out first");
-  }
-  return std::unique_ptr<Source>(
-      new ListSource(url.redacted(), std::move(link), std::move(list), std::move(processing), std::move(recovered)));
+  if (auto st = source->recover(); !st) return st.error();
+  return std::unique_ptr<Source>(std::move(source));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <set>
 
 namespace envkit {
@@ -312,6 +313,48 @@ TEST_F(LiveRedisStreamSource, ABlockingReadReturnsWithinItsWait) {
   EXPECT_LT(took, milliseconds(3000));
 }
 
+// CLIENT KILL of every other client: the sources' connections break as if the network did.
+// The commands ignore SIGPIPE (install_signal_handlers()); so does this, while a test runs,
+// or the write to a killed Unix socket would end the test binary instead of failing a call.
+class KilledConnections {
+ public:
+  explicit KilledConnections(RedisConnection& conn) : before_(std::signal(SIGPIPE, SIG_IGN)) {
+    auto r = conn.command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+    EXPECT_TRUE(r.ok() && !r->is_error());
+  }
+  ~KilledConnections() { std::signal(SIGPIPE, before_); }
+  KilledConnections(const KilledConnections&) = delete;
+  KilledConnections& operator=(const KilledConnections&) = delete;
+
+ private:
+  void (*before_)(int);
+};
+
+TEST_F(LiveRedisStreamSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBackAtOnce) {
+  std::string stream = redis_test_key("lostreply");
+  add_entries(*conn_, stream, 1);
+  auto s = source({{"stream", stream}, {"group", "g"}, {"consumer", "c"}, {"create", "true"}});
+  ASSERT_TRUE(s);
+  auto held = take(*s, 1);
+  ASSERT_EQ(held.size(), 1u);
+  // The server gives c an entry whose reply never reaches it: the same read from here.
+  add_entries(*conn_, stream, 1, "lost");
+  cmd({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", stream, ">"});
+  KilledConnections killed(*conn_);
+  auto broken = s->next(10, milliseconds(100));
+  ASSERT_FALSE(broken.ok());
+  // Reconnected, it finds the lost entry in its own pending list without waiting for
+  // claim-idle (30 s here), and does not hand out again the one it still holds.
+  auto got = take(*s, 1, milliseconds(3000));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].record.id, "lost0");
+  auto more = s->next(10, milliseconds(100));
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->records.empty());
+  ASSERT_TRUE(s->settle(verdicts({held[0], got[0]}, Verdict::ack)).ok());
+  EXPECT_TRUE(pending(stream, "g").empty());
+}
+
 // ---- list ----
 
 TEST_F(LiveRedisListSource, ConsumesOldestFirstAndAcksEmptyTheProcessingList) {
@@ -422,6 +465,29 @@ TEST_F(LiveRedisListSource, ReadsBackWhatTheRedisSinkWrote) {
     EXPECT_EQ(got[i].record.id, records[i].id);
   }
   ASSERT_TRUE(s->settle(verdicts(got, Verdict::ack)).ok());
+  EXPECT_EQ(cmd({"EXISTS", list + ":processing"}).integer, 0);
+}
+
+TEST_F(LiveRedisListSource, AfterABrokenConnectionEntriesWhoseReplyWasLostComeBackAtOnce) {
+  std::string list = redis_test_key("list-lost");
+  cmd({"RPUSH", list, "{\"id\":\"same\"}", "{\"id\":\"same\"}", "{\"id\":\"other\"}"});
+  auto s = source({{"list", list}});
+  ASSERT_TRUE(s);
+  auto held = take(*s, 1);
+  ASSERT_EQ(held.size(), 1u);
+  // An LMOVE the server ran but whose reply was lost: an equal record, moved from here.
+  cmd({"LMOVE", list, list + ":processing", "LEFT", "RIGHT"});
+  KilledConnections killed(*conn_);
+  ASSERT_FALSE(s->next(10, milliseconds(100)).ok());
+  auto got = take(*s, 2, milliseconds(3000));
+  ASSERT_EQ(got.size(), 2u);
+  // The lost one (equal to the one still out, but a second copy) first, then the rest.
+  EXPECT_EQ(got[0].record.id, "same");
+  EXPECT_EQ(got[1].record.id, "other");
+  auto more = s->next(10, milliseconds(100));
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->records.empty());
+  ASSERT_TRUE(s->settle(verdicts({held[0], got[0], got[1]}, Verdict::ack)).ok());
   EXPECT_EQ(cmd({"EXISTS", list + ":processing"}).integer, 0);
 }
 

@@ -1,5 +1,6 @@
 // Unit tests for the JSON Lines sources ("-" and file:PATH) through the registry: files and
 // pipes (file:/dev/fd/N stands in for stdin), ids, bad lines, retries, the end, bounded waits.
+#include <envkit/pipeline.hpp>
 #include <envkit/registry.hpp>
 
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 namespace envkit {
 namespace {
@@ -277,6 +279,35 @@ TEST(LinesSource, AnOffsetFileLetsALaterRunStartAfterWhatIsSettled) {
   // stdin cannot be read again.
   auto dash = open_source("-?offset-file=" + offsets, {});
   if (dash.ok()) ADD_FAILURE() << "offset-file accepted for stdin";
+}
+
+// Through the real pipeline: every line arrives once, and the run ends by itself at the end
+// of the input (end is reported only once everything is settled, and the pipeline stops).
+TEST(LinesSource, APipelineFromAFileToAFileEndsWithEveryRecordOnce) {
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += "{\"id\":\"" + std::to_string(i) + "\",\"v\":" + std::to_string(i) + "}\n";
+  std::string in = write_temp("pipe-in.jsonl", text);
+  std::string out = write_temp("pipe-out.jsonl", "");
+  std::filesystem::remove(out);
+  auto source = open("file:" + in);
+  ASSERT_TRUE(source);
+  PipelineOptions o;
+  o.batch = 64;
+  o.workers = 2;
+  auto p = Pipeline::open({{"file:" + out, [&] { return open_sink("file:" + out, {}); }}}, o);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto start = Clock::now();
+  auto st = (*p)->run(*source);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+  EXPECT_EQ((*p)->counters().received, 1000u);
+  EXPECT_EQ((*p)->counters().acked, 1000u);
+  std::ifstream got(out);
+  std::multiset<std::string> lines;
+  for (std::string line; std::getline(got, line);) lines.insert(line);
+  std::multiset<std::string> expected;
+  for (int i = 0; i < 1000; ++i) expected.insert("{\"id\":\"" + std::to_string(i) + "\",\"v\":" + std::to_string(i) + "}");
+  EXPECT_EQ(lines, expected);
 }
 
 }  // namespace
