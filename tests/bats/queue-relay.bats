@@ -8,6 +8,7 @@ load ../lib/test_helper
 setup_file() {
   start_rabbitmq 3>&- &
   rabbit=$!
+  start_kafka_mock kafka 3 reports:3
   start_redis
   start_mariadb
   wait "$rabbit"
@@ -225,4 +226,55 @@ start_ingest() {
   kill -TERM "$ingest_pid"
   wait "$ingest_pid" || true
   stop_redis ingest
+}
+
+queue_depth() { rabbitmqctl_for rabbitmq list_queues -q name messages | awk -v q="$1" '$1 == q {print $2}'; }
+
+@test "store and forward (RabbitMQ): 3000 order events published while the relay is down, all stored exactly once" {
+  q=orders$BATS_TEST_NUMBER table=orders$BATS_TEST_NUMBER n=3000
+  mariadb_for mariadb envkit -e "CREATE TABLE $table (id VARCHAR(64) PRIMARY KEY, municipality VARCHAR(20), temperature DOUBLE)"
+  records "$n" | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
+  [ "$(queue_depth "$q")" -eq "$n" ]
+  run --separate-stderr queue-relay --from "$RABBITMQ_URL?queue=$q&prefetch=500" \
+    --to "mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table" --exit-when-idle 2s --stats
+  assert_success
+  [[ $stderr == *"\"acked\":$n,"* ]]
+  [ "$(mariadb_for mariadb -N -B envkit -e "SELECT COUNT(*) FROM $table")" -eq "$n" ]
+  [ "$(queue_depth "$q")" -eq 0 ]
+}
+
+@test "a sink stopped mid-run (RabbitMQ to MariaDB): the broker keeps the backlog, memory stays bounded, nothing lost" {
+  q=backlog$BATS_TEST_NUMBER table=backlog$BATS_TEST_NUMBER n=6000
+  sql() { mariadb_for mariadb -N -B envkit -e "$1"; }
+  sql "CREATE TABLE $table (id VARCHAR(64) PRIMARY KEY, municipality VARCHAR(20), temperature DOUBLE)"
+  records "$n" | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
+  queue-relay --from "$RABBITMQ_URL?queue=$q&prefetch=100" --batch 50 --connect-timeout 1s --timeout 2s \
+    --to "mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table" --exit-when-idle 5s 2>"$BATS_TEST_TMPDIR/err" &
+  pid=$!
+  deadline=$((SECONDS + 60))
+  until (($(sql "SELECT COUNT(*) FROM $table") >= 500)); do ((SECONDS < deadline)); sleep 0.05; done
+  stop_mariadb
+  # While the sink is down (the relay says so) the messages wait on the broker, not in it.
+  deadline=$((SECONDS + 30))
+  until grep -q "warning: mysql://.*:$MARIADB_PORT/" "$BATS_TEST_TMPDIR/err"; do ((SECONDS < deadline)); sleep 0.1; done
+  depth=$(queue_depth "$q")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  echo "sink down: $depth messages wait on the broker; relay RSS $rss kB" >&3
+  ((depth > 0))
+  ((rss < 65536))
+  start_mariadb
+  wait "$pid" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+  [ "$(sql "SELECT COUNT(*) FROM $table")" -eq "$n" ]
+  [ "$(queue_depth "$q")" -eq 0 ]
+}
+
+@test "Kafka (the mock cluster) to a file: every record once; the group's commit means a second run gets nothing new" {
+  records 2000 | queue-relay --from - --to "kafka://$KAFKA_BOOTSTRAP/reports"
+  from="kafka://$KAFKA_BOOTSTRAP/reports?group=relay$BATS_TEST_NUMBER"
+  run --separate-stderr queue-relay --from "$from" --to "file:$BATS_TEST_TMPDIR/out.jsonl" --exit-when-idle 8s --stats
+  assert_success
+  diff <(records 2000 | grep -o '"id":"[^"]*"' | cut -d'"' -f4 | sort) <(ids_of "$BATS_TEST_TMPDIR/out.jsonl")
+  run --separate-stderr queue-relay --from "$from" --to "file:$BATS_TEST_TMPDIR/again.jsonl" --exit-when-idle 8s --stats
+  assert_success
+  [[ $stderr == *'"received":0,'* ]]
 }
