@@ -51,3 +51,15 @@ unset _envkit_isolated
 # shellcheck source=servers.bash
 source "$_envkit_lib_dir/servers.bash"
 unset _envkit_lib_dir
+
+# After `run envkit_unit_tests --gtest_filter=Live...`: at least MIN tests ran and every one
+# passed. A skipped Live test means the server was never used, which must not pass.
+assert_all_passed() {
+  local min=$1
+  assert_success
+  refute_output --partial '[  SKIPPED ]'
+  [[ $output =~ \[==========\]\ ([0-9]+)\ tests?\ from ]] || fail "no test summary in: $output"
+  local ran=${BASH_REMATCH[1]}
+  ((ran >= min)) || fail "only $ran tests ran, expected at least $min"
+  assert_output --partial "[  PASSED  ] $ran test"
+}

@@ -509,6 +509,17 @@ void print_round(const Config& config, const Round& round, std::ostream& out) {
 
 }  // namespace
 
+envkit::Status check(const Config& config) {
+  for (const auto& g : config.groups) {
+    for (const auto& t : g.targets) {
+      if (auto tls = envkit::tls_options_from_url(t.url, config.connection.tls); !tls) {
+        return tls.error().context("bad target " + t.shown_url);
+      }
+    }
+  }
+  return {};
+}
+
 envkit::Result<int> run(const Config& config, std::ostream& out) {
   std::map<std::string, Health> memory;
   std::vector<const Group*> all;

@@ -1,5 +1,5 @@
-// Durable local files: temporary name, fsync, rename, fsync of the directory (DESIGN.md "Nothing
-// lost").
+// Durable local files: temporary name, fsync, rename, fsync of the directory
+// (docs/architecture.md, "Nothing lost").
 #include <envkit/durable_file.hpp>
 
 #include <envkit/posix.hpp>

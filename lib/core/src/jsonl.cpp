@@ -2,9 +2,12 @@
 #include <envkit/jsonl.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace envkit {
@@ -40,6 +43,7 @@ LineReader::LineReader(LineReader&& o) noexcept
       buf_(std::move(o.buf_)),
       start_(o.start_),
       end_(o.end_),
+      scanned_(o.scanned_),
       eof_(o.eof_),
       line_(o.line_) {
   o.owns_ = false;
@@ -77,22 +81,48 @@ Result<std::optional<std::string_view>> LineReader::next() {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       return std::optional<std::string_view>(line);
     }
-    // Move the partial line to the front, then read more behind it.
-    if (start_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
-      end_ -= start_;
-      scanned -= start_;
-      start_ = 0;
-    }
-    if (buf_.size() < end_ + kReadChunk) buf_.resize(end_ + kReadChunk);
-    ssize_t n;
-    do {
-      n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return io_error(name_, "read failed");
-    if (n == 0) eof_ = true;
-    end_ += static_cast<size_t>(n);
+    size_t before = start_;
+    if (auto st = read_more(); !st) return st.error();
+    scanned -= before - start_;
   }
+}
+
+Status LineReader::read_more() {
+  // Move the partial line to the front, then read more behind it.
+  if (start_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+    end_ -= start_;
+    scanned_ = scanned_ > start_ ? scanned_ - start_ : 0;
+    start_ = 0;
+  }
+  if (buf_.size() < end_ + kReadChunk) buf_.resize(end_ + kReadChunk);
+  ssize_t n;
+  do {
+    n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return io_error(name_, "read failed");
+  if (n == 0) eof_ = true;
+  end_ += static_cast<size_t>(n);
+  return {};
+}
+
+bool LineReader::line_ready() {
+  if (eof_ || end_ - start_ > max_line_) return true;
+  if (scanned_ < start_) scanned_ = start_;
+  if (std::memchr(buf_.data() + scanned_, '\n', end_ - scanned_) != nullptr) return true;
+  scanned_ = end_;
+  return false;
+}
+
+Result<bool> LineReader::wait_readable(std::chrono::milliseconds wait) {
+  if (eof_) return true;
+  pollfd p{fd_, POLLIN, 0};
+  int ready = ::poll(&p, 1, static_cast<int>(std::clamp<long long>(wait.count(), 0, INT_MAX)));
+  if (ready < 0 && errno == EINTR) return false;
+  if (ready < 0) return io_error(name_, "poll failed");
+  if (ready == 0) return false;
+  if (auto st = read_more(); !st) return st.error();
+  return true;
 }
 
 Result<JsonLinesReader> JsonLinesReader::open(const std::string& path) {

@@ -32,13 +32,6 @@ struct CurlString {
   void operator()(char* s) const { curl_free(s); }
 };
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() &&
@@ -312,13 +305,6 @@ namespace detail {
 void CurlEasyCleanup::operator()(CURL* easy) const { curl_easy_cleanup(easy); }
 void CurlMultiCleanup::operator()(CURLM* multi) const { curl_multi_cleanup(multi); }
 }  // namespace detail
-
-std::optional<std::string_view> HttpResponse::header(std::string_view name) const {
-  for (const auto& [key, value] : headers) {
-    if (iequals(key, name)) return std::string_view(value);
-  }
-  return std::nullopt;
-}
 
 HttpClient::HttpClient(ConnectionOptions options, HttpClientOptions client_options)
     : options_(std::move(options)), client_options_(std::move(client_options)) {}

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 namespace envkit {
 
@@ -81,7 +82,9 @@ std::string errno_message(int err) {
   }
 }
 
-std::string format_address(const sockaddr* sa) {
+}  // namespace
+
+std::string format_socket_address(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = {};
   if (sa->sa_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
@@ -92,6 +95,8 @@ std::string format_address(const sockaddr* sa) {
   ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
   return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
 }
+
+namespace {
 
 /// The OpenSSL error queue of this thread as one message (and emptied), or `fallback`.
 std::string ssl_error_text(const std::string& fallback) {
@@ -244,7 +249,7 @@ Result<Stream> Stream::connect(const std::string& host, uint16_t port, Deadline 
       last = fail(Failure::internal, std::string("socket: ") + std::strerror(errno));
       continue;
     }
-    Stream s(fd, format_address(ai->ai_addr));
+    Stream s(fd, format_socket_address(ai->ai_addr));
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) return s;
@@ -435,6 +440,76 @@ void Stream::shutdown_write() {
     SSL_shutdown(ssl_.get());  // sends close_notify; the peer's reply is not awaited
   }
   ::shutdown(fd_, SHUT_WR);
+}
+
+Listener::Listener(int fd, uint16_t port, std::string address)
+    : fd_(fd), port_(port), address_(std::move(address)) {}
+
+Listener::Listener(Listener&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), port_(other.port_), address_(std::move(other.address_)) {}
+
+Listener& Listener::operator=(Listener&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    port_ = other.port_;
+    address_ = std::move(other.address_);
+  }
+  return *this;
+}
+
+Listener::~Listener() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int Listener::release() { return std::exchange(fd_, -1); }
+
+Result<Listener> Listener::bind(const std::string& host, uint16_t port, int backlog) {
+  std::string asked = (host.find(':') != std::string::npos ? "[" + host + "]" : host.empty() ? "*" : host) +
+                      ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* raw = nullptr;
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints, &raw);
+  if (rc != 0) {
+    std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
+    return fail(failure_from_gai(rc), "listen on " + asked + ": cannot resolve host: " + why);
+  }
+  std::unique_ptr<addrinfo, AddrinfoFreer> list(raw);
+
+  Error last = fail(Failure::name_not_found, "listen on " + asked + ": no address to bind");
+  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+    std::string where = format_socket_address(ai->ai_addr);
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last = fail(Failure::internal, "listen on " + where + ": socket: " + std::strerror(errno));
+      continue;
+    }
+    Listener listener(fd, port, where);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, backlog) != 0) {
+      int err = errno;
+      // A taken port may be free later; a foreign address or a privileged port will not be.
+      Failure kind = err == EADDRINUSE                  ? Failure::address_in_use
+                     : err == EACCES || err == EPERM    ? Failure::permission_denied
+                                                        : Failure::config;
+      last = fail(kind, "listen on " + where + ": " + std::strerror(err));
+      continue;
+    }
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+      listener.address_ = format_socket_address(reinterpret_cast<const sockaddr*>(&bound));
+      listener.port_ = ntohs(bound.ss_family == AF_INET6
+                                 ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
+                                 : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+    }
+    return listener;
+  }
+  return last;
 }
 
 }  // namespace envkit

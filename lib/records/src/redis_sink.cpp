@@ -13,13 +13,20 @@ enum class RedisType { string, hash, list, stream };
 class RedisSink : public Sink {
  public:
   RedisSink(Url url, SinkOptions options, std::string key, RedisType type, long ttl, long maxlen)
-      : url_(std::move(url)), options_(std::move(options)), key_(std::move(key)), type_(type), ttl_(ttl),
-        maxlen_(maxlen) {
-    // Strings and lists store the record as it is; when the key needs nothing but {id} too,
-    // no record has to be parsed at all.
-    std::string rest = key_;
-    for (size_t at; (at = rest.find("{id}")) != std::string::npos;) rest.erase(at, 4);
-    needs_parse_ = type_ == RedisType::hash || type_ == RedisType::stream || rest.find('{') != std::string::npos;
+      : url_(std::move(url)), options_(std::move(options)), type_(type), ttl_(ttl), maxlen_(maxlen) {
+    // {id} is Record::id, never the JSON member `id` (they may differ: a queue message's id,
+    // a digest): split the template there once, and fill only the other {member}s per record.
+    for (size_t from = 0;;) {
+      size_t at = key.find("{id}", from);
+      key_parts_.push_back(key.substr(from, at == std::string::npos ? std::string::npos : at - from));
+      if (at == std::string::npos) break;
+      from = at + 4;
+    }
+    bool members = false;
+    for (const auto& part : key_parts_) members = members || part.find('{') != std::string::npos;
+    // Strings and lists store the record as it is: unless the key names a member, no record
+    // has to be parsed at all.
+    needs_parse_ = type_ == RedisType::hash || type_ == RedisType::stream || members;
   }
 
   std::string name() const override { return url_.redacted(); }
@@ -30,22 +37,16 @@ class RedisSink : public Sink {
     std::vector<std::pair<size_t, size_t>> owner;  // record index, number of commands it owns
     JsonDocument doc;
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!needs_parse_) {
-        std::string key = key_;
-        for (size_t at; (at = key.find("{id}")) != std::string::npos;) key.replace(at, 4, batch[i].id);
-        size_t before = commands.size();
-        add_commands(key, batch[i].json, doc, commands);
-        owner.emplace_back(i, commands.size() - before);
-        continue;
+      if (needs_parse_) {
+        doc.SetNull();
+        doc.GetAllocator().Clear();  // one Document for the batch: drop the last record's values
+        doc.Parse<rapidjson::kParseFullPrecisionFlag>(batch[i].json.data(), batch[i].json.size());
+        if (doc.HasParseError() || !doc.IsObject()) {
+          out[i] = {Outcome::rejected, "not a JSON object"};
+          continue;
+        }
       }
-      doc.SetNull();
-      doc.GetAllocator().Clear();  // one Document for the batch: drop the last record's values
-      doc.Parse<rapidjson::kParseFullPrecisionFlag>(batch[i].json.data(), batch[i].json.size());
-      if (doc.HasParseError() || !doc.IsObject()) {
-        out[i] = {Outcome::rejected, "not a JSON object"};
-        continue;
-      }
-      auto key = expand_template(key_, doc);
+      auto key = make_key(batch[i], doc);
       if (!key) {
         out[i] = {Outcome::rejected, key.error().message};
         continue;
@@ -77,6 +78,26 @@ class RedisSink : public Sink {
   }
 
  private:
+  // The key for one record: the template's pieces between {id}s, filled from the parsed
+  // record when they name members, joined by the record's id.
+  Result<std::string> make_key(const Record& record, const JsonValue& doc) const {
+    if (key_parts_.size() > 1 && record.id.empty()) {
+      return Error{Exit::data, "the record has no id for the key template"};
+    }
+    std::string key;
+    for (size_t p = 0; p < key_parts_.size(); ++p) {
+      if (p > 0) key += record.id;
+      if (key_parts_[p].find('{') == std::string::npos) {
+        key += key_parts_[p];
+        continue;
+      }
+      auto part = expand_template(key_parts_[p], doc);
+      if (!part) return part.error();
+      key += *part;
+    }
+    return key;
+  }
+
   void add_commands(const std::string& key, const std::string& json, const JsonValue& doc,
                     std::vector<std::vector<std::string>>& commands) {
     auto fields = [&](std::vector<std::string>& cmd) {
@@ -117,7 +138,7 @@ class RedisSink : public Sink {
 
   Url url_;
   SinkOptions options_;
-  std::string key_;
+  std::vector<std::string> key_parts_;  // the key template split at each {id}
   RedisType type_;
   long ttl_, maxlen_;
   bool needs_parse_ = true;

@@ -47,24 +47,56 @@ Result<std::unique_ptr<Sink>> lazy_kafka_sink(const Url& url, const SinkOptions&
 }
 
 Result<std::unique_ptr<Sink>> stream_sink(const Url& url, const SinkOptions&) { return open_stream_sink(url); }
+Result<std::unique_ptr<Source>> stream_source(const Url& url, const SourceOptions&) { return open_stream_source(url); }
+Result<std::unique_ptr<Source>> redis_source(const Url& url, const SourceOptions& o) { return open_redis_source(url, o); }
 Result<std::unique_ptr<Sink>> mysql_sink(const Url& url, const SinkOptions& o) { return open_mysql_sink(url, o); }
 Result<std::unique_ptr<Sink>> redis_sink(const Url& url, const SinkOptions& o) { return open_redis_sink(url, o); }
 Result<std::unique_ptr<Sink>> http_sink(const Url& url, const SinkOptions& o) { return open_http_sink(url, o); }
+Result<std::unique_ptr<Source>> http_source(const Url& url, const SourceOptions& o) { return open_http_source(url, o); }
 
 // The table. Parameter texts are what man pages and --help show for each scheme.
 const Connector kConnectors[] = {
-    {"-", nullptr, stream_sink, "- (stdin): JSON Lines, one record a line",
+    {"-", stream_source, stream_sink,
+     "- (stdin): JSON Lines, one record a line, to the end; id: the `id` member, else sha256: of the line; "
+     "a line that is not a JSON object is handed on as it is (sinks that parse reject it); "
+     "a retry is kept in memory and handed out again 1 s later",
      "- (stdout): JSON Lines, one record a line"},
-    {"file", nullptr, stream_sink, "file:PATH: JSON Lines", "file:PATH: JSON Lines, appended and fsynced a batch"},
+    {"file", stream_source, stream_sink, "file:PATH[?offset-file=OFF]: JSON Lines, read to the end, as - (stdin); with offset-file, "
+     "commit writes to OFF how many lines are settled and a later run starts after them",
+     "file:PATH: JSON Lines, appended and fsynced a batch"},
     {"mysql", nullptr, mysql_sink, "",
      "mysql://user@host/db?table=T[&create=true]: multi-row idempotent inserts, one transaction a batch"},
-    {"redis", nullptr, redis_sink, "",
-     "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]"},
-    {"http", nullptr, http_sink, "",
+    {"redis", redis_source, redis_sink,
+     "redis://host/0?stream=S&group=G[&consumer=NAME][&claim-idle=MS][&create=true][&field=F]: "
+     "a consumer group; XACK on ack and dead, a retry stays pending; at start this consumer's own "
+     "pending entries first, then XAUTOCLAIM of entries idle over claim-idle (30000) ms; "
+     "create=true makes the group (and stream) from the start of the stream; the record is the "
+     "entry's fields as members (JSON text of a non-string as that value, as the sink writes them), "
+     "or field F's text; id: the `id` member, else the entry id | "
+     "redis://host/0?list=L[&processing=P][&consumer=NAME]: a reliable queue, oldest first "
+     "(BLMOVE L P LEFT RIGHT); LREM P on ack and dead, a retry goes back to the tail of L; "
+     "at start what P holds is handed out first; P is L:processing, or L:processing:NAME with "
+     "consumer=NAME: one live consumer per P; id: the `id` member, else sha256: of the entry",
+     "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]: "
+     "{id} in TEMPLATE is the record's id, {NAME} its member NAME"},
+    {"http", http_source, http_sink,
+     "http://HOST:PORT/PATH[?queue=N][&answer-within=MS][&workers=N][&max-body=BYTES]: HTTP ingest; "
+     "POST a JSON object or JSON Lines to PATH; answered 202 only once every sink holds every record, "
+     "400 when a record is bad (dead-lettered), 503 with Retry-After when the relay is full (queue: "
+     "10000 records waiting) or a record was not kept; the body has one JSON line per record "
+     "{id, result: accepted|rejected|retry, reason}",
      "http(s)://host/path[?batch=N]: POST, N records a request as a JSON array (1: an object)"},
-    {"amqp", nullptr, lazy_amqp_sink, "",
+    {"amqp", open_amqp_source, lazy_amqp_sink,
+     "amqp(s)://user@host/vhost?queue=Q[&prefetch=N]: an existing queue, manual acks after the "
+     "sinks (retry: nack and requeue; dead: ack once dead-lettered); deliveries from "
+     "x-delivery-count on quorum queues, else the redelivered flag (2: at least twice); "
+     "id: the message-id, else the `id` member, else sha256: of the body",
      "amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K: publisher confirms"},
-    {"kafka", nullptr, lazy_kafka_sink, "", "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
+    {"kafka", open_kafka_source, lazy_kafka_sink,
+     "kafka://b1,b2/topic?group=G: commits per partition up to the lowest unsettled offset; "
+     "retry: handed out again from memory, the commit held below it; deliveries counted by "
+     "this process; id: the message key, else the `id` member, else TOPIC-PARTITION@OFFSET",
+     "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
 };
 
 // Schemes that share a row: the TLS variant speaks the same protocol.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -89,6 +90,58 @@ TEST(LineReader, LinesSpanningManyReadsFromAPipe) {
   auto got = read_all_lines(r);
   writer.join();
   EXPECT_EQ(got, expected);
+}
+
+TEST(LineReader, WaitReadableNeverBlocksPastItsWaitOnAQuietPipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  LineReader r(fds[0], true, "pipe");
+  EXPECT_FALSE(r.line_ready());
+  auto start = std::chrono::steady_clock::now();
+  auto got = r.wait_readable(std::chrono::milliseconds(100));
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(*got);
+  EXPECT_GE(took, std::chrono::milliseconds(90));
+  EXPECT_LT(took, std::chrono::milliseconds(2000));
+
+  // Half a line: bytes came, but no line is ready, and next() is not to be called yet.
+  ASSERT_EQ(::write(fds[1], "{\"a\":", 5), 5);
+  got = r.wait_readable(std::chrono::milliseconds(2000));
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(*got);
+  EXPECT_FALSE(r.line_ready());
+  ASSERT_EQ(::write(fds[1], "1}\nnext", 7), 7);
+  ASSERT_TRUE(r.wait_readable(std::chrono::milliseconds(2000)).ok());
+  ASSERT_TRUE(r.line_ready());
+  auto line = r.next();
+  ASSERT_TRUE(line.ok() && *line);
+  EXPECT_EQ(**line, "{\"a\":1}");
+  EXPECT_FALSE(r.line_ready());  // "next" has no newline yet
+
+  ::close(fds[1]);  // the end of input makes the last partial line ready
+  ASSERT_TRUE(r.wait_readable(std::chrono::milliseconds(2000)).ok());
+  ASSERT_TRUE(r.line_ready());
+  line = r.next();
+  ASSERT_TRUE(line.ok() && *line);
+  EXPECT_EQ(**line, "next");
+  ASSERT_TRUE(r.line_ready());
+  line = r.next();
+  ASSERT_TRUE(line.ok());
+  EXPECT_FALSE(*line);
+}
+
+TEST(LineReader, AnOverlongPartialLineIsReadySoNextReportsIt) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  LineReader r(fds[0], true, "pipe", 16);
+  ASSERT_EQ(::write(fds[1], std::string(40, 'x').data(), 40), 40);
+  ASSERT_TRUE(r.wait_readable(std::chrono::milliseconds(2000)).ok());
+  ASSERT_TRUE(r.line_ready());
+  auto line = r.next();
+  ASSERT_FALSE(line.ok());
+  EXPECT_NE(line.error().message.find("line longer than 16 bytes"), std::string::npos);
+  ::close(fds[1]);
 }
 
 TEST(JsonLines, RoundTripThroughAFile) {

@@ -1,5 +1,6 @@
 // Unit tests for envkit/mysql.hpp (loopback only), and Live* tests against a real server.
 #include <envkit/mysql.hpp>
+#include "live.hpp"
 #include "loopback.hpp"
 
 #include <arpa/inet.h>
@@ -110,19 +111,7 @@ TEST(Mysql, BadTlsParameterIsUsageError) {
 
 // ---- Live tests: against the server in ENVKIT_TEST_MYSQL_URL (password from MYSQL_PWD). ----
 
-std::optional<Url> live_url() {
-  const char* text = std::getenv("ENVKIT_TEST_MYSQL_URL");
-  if (!text || !*text) return std::nullopt;
-  auto url = parse_url(text);
-  if (!url) {
-    ADD_FAILURE() << url.error().message;
-    return std::nullopt;
-  }
-  if (!url->password) {
-    if (const char* pwd = std::getenv("MYSQL_PWD")) url->password = pwd;
-  }
-  return *url;
-}
+std::optional<Url> live_url() { return test::live_url("ENVKIT_TEST_MYSQL_URL", "MYSQL_PWD"); }
 
 #define REQUIRE_LIVE_MYSQL(url)                                                       \
   auto url##_opt = live_url();                                                        \

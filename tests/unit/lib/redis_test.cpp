@@ -1,5 +1,6 @@
 // Unit tests for envkit/redis.hpp (loopback only), and Live* tests against a real server.
 #include <envkit/redis.hpp>
+#include "live.hpp"
 #include "loopback.hpp"
 
 #include <arpa/inet.h>
@@ -147,28 +148,7 @@ TEST(Redis, BadDatabaseNumberIsUsageError) {
 
 // ---- Live tests: against the server in ENVKIT_TEST_REDIS_URL. ----
 
-std::optional<Url> live_url() {
-  const char* text = std::getenv("ENVKIT_TEST_REDIS_URL");
-  if (!text || !*text) return std::nullopt;
-  auto url = parse_url(text);
-  if (!url) {
-    ADD_FAILURE() << url.error().message;
-    return std::nullopt;
-  }
-  if (!url->password) {
-    if (const char* pwd = std::getenv("REDISCLI_AUTH")) url->password = pwd;
-  }
-  return *url;
-}
-
-#define REQUIRE_LIVE_REDIS(url)                                       \
-  auto url##_opt = live_url();                                        \
-  if (!url##_opt) GTEST_SKIP() << "set ENVKIT_TEST_REDIS_URL to run"; \
-  Url url = *url##_opt
-
-std::string key(std::string_view name) {
-  return "envkit-test:" + std::to_string(::getpid()) + ":" + std::string(name);
-}
+std::string key(std::string_view name) { return test::redis_test_key(name); }
 
 TEST(LiveRedis, CommandsAreBinarySafeAndErrorRepliesAreReplies) {
   REQUIRE_LIVE_REDIS(url);

@@ -57,10 +57,17 @@ std::vector<Record> records(int from, int to) {
   return out;
 }
 
-std::shared_ptr<SharedSpool> open_spool(const std::string& name) {
+// The outcomes of a deliver(), as text: "dsrf" for durable, spooled, rejected, failed.
+std::string outcomes(const std::vector<Delivery>& ds) {
+  std::string out;
+  for (const auto& d : ds) out += outcome_name(d.outcome)[0];
+  return out;
+}
+
+std::shared_ptr<SharedSpool> open_spool(const std::string& name, SpoolOptions options = {}) {
   auto dir = std::filesystem::path(::testing::TempDir()) / ("spooled_sink_" + name);
   std::filesystem::remove_all(dir);
-  auto spool = Spool::open(dir.string());
+  auto spool = Spool::open(dir.string(), options);
   EXPECT_TRUE(spool.ok()) << spool.error().message;
   return std::make_shared<SharedSpool>(std::move(*spool));
 }
@@ -70,22 +77,22 @@ TEST(SpooledSink, DownThenBackReplaysInOrderBeforeNewRecords) {
   auto fake = std::make_unique<FakeSink>(log);
   FakeSink* sink = fake.get();
   SpooledSink s(std::move(fake), open_spool("order"), 4);
-  ASSERT_TRUE(s.deliver(records(0, 5)).ok());
+  EXPECT_EQ(outcomes(s.deliver(records(0, 5))), "ddddd");
   sink->down = true;
-  ASSERT_TRUE(s.deliver(records(5, 10)).ok());
-  ASSERT_TRUE(s.deliver(records(10, 12)).ok());  // backing off: straight to the spool
+  EXPECT_EQ(outcomes(s.deliver(records(5, 10))), "sssss");
+  EXPECT_EQ(outcomes(s.deliver(records(10, 12))), "ss");  // backing off: straight to the spool
   EXPECT_EQ(s.spool_pending(), 7u);
   EXPECT_EQ(s.counters().spooled, 7u);
   sink->down = false;
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the first back-off
-  ASSERT_TRUE(s.deliver(records(12, 14)).ok());
+  EXPECT_EQ(outcomes(s.deliver(records(12, 14))), "dd");
   EXPECT_EQ(s.spool_pending(), 0u);
   std::vector<std::string> expected;
   for (int i = 0; i < 14; ++i) expected.push_back("r" + std::to_string(i));
   EXPECT_EQ(log->durable, expected);
   EXPECT_EQ(s.counters().delivered, 14u);
   EXPECT_EQ(s.counters().replayed, 7u);
-  EXPECT_EQ(s.counters().lost, 0u);
+  EXPECT_EQ(s.counters().failed, 0u);
 }
 
 TEST(SpooledSink, RetriedRecordsAreSpooledAndRejectedOnesCounted) {
@@ -94,11 +101,12 @@ TEST(SpooledSink, RetriedRecordsAreSpooledAndRejectedOnesCounted) {
   fake->reject = {"r2"};
   fake->retry_once = {"r4"};
   SpooledSink s(std::move(fake), open_spool("retry"), 10);
-  ASSERT_TRUE(s.deliver(records(0, 6)).ok());
+  // r4 failed for a passing reason: spooled; the others of its batch were answered for.
+  EXPECT_EQ(outcomes(s.deliver(records(0, 6))), "ddrdsd");
   EXPECT_EQ(s.counters().rejected, 1u);
   EXPECT_EQ(s.counters().spooled, 1u);  // r4
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  ASSERT_TRUE(s.drain().ok());
+  s.drain();
   EXPECT_EQ(s.spool_pending(), 0u);
   EXPECT_EQ(log->durable, (std::vector<std::string>{"r0", "r1", "r3", "r5", "r4"}));
 }
@@ -110,30 +118,57 @@ TEST(SpooledSink, AMisconfiguredSinkStopsTheRunButKeepsEveryRecord) {
   auto fake = std::make_unique<FakeSink>(log);
   FakeSink* sink = fake.get();
   sink->misconfigured = true;
-  SpooledSink s(std::move(fake), open_spool("operator"), 10);
-  auto first = s.deliver(records(0, 5));
-  ASSERT_FALSE(first.ok());
-  EXPECT_EQ(first.error().code, Exit::config);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the back-off: replay is tried
-  auto second = s.deliver(records(5, 8));
-  ASSERT_FALSE(second.ok());
+  auto s_spool = open_spool("operator");
+  SpooledSink s(std::move(fake), s_spool, 10);
+  EXPECT_EQ(outcomes(s.deliver(records(0, 5))), "sssss");
+  ASSERT_TRUE(s.fatal().has_value());
+  EXPECT_EQ(s.fatal()->code, Exit::config);
+  EXPECT_EQ(outcomes(s.deliver(records(5, 8))), "sss");  // the run is stopping: kept all the same
   EXPECT_EQ(s.spool_pending(), 8u);
-  EXPECT_EQ(s.counters().lost, 0u);
-  sink->misconfigured = false;
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-  ASSERT_TRUE(s.drain().ok());
+  EXPECT_EQ(s.counters().failed, 0u);
+  // Fixed, a new run (a new SpooledSink on the same spool) delivers all eight.
+  auto fixed = std::make_unique<FakeSink>(log);
+  SpooledSink again(std::move(fixed), s_spool, 10);
+  again.drain();
+  EXPECT_FALSE(again.fatal().has_value());
   EXPECT_EQ(log->durable.size(), 8u);
 }
 
-TEST(SpooledSink, WithoutASpoolFailuresAreCountedLost) {
+TEST(SpooledSink, WithoutASpoolFailuresAreAnsweredFailed) {
   auto log = std::make_shared<FakeSink::Log>();
   auto fake = std::make_unique<FakeSink>(log);
   fake->down = true;
   SpooledSink s(std::move(fake), nullptr, 10);
-  ASSERT_TRUE(s.deliver(records(0, 3)).ok());
-  ASSERT_TRUE(s.deliver(records(3, 5)).ok());  // no back-off without a spool: tried again
-  EXPECT_EQ(s.counters().lost, 5u);
+  EXPECT_EQ(outcomes(s.deliver(records(0, 3))), "fff");
+  EXPECT_EQ(outcomes(s.deliver(records(3, 5))), "ff");  // no back-off without a spool: tried again
+  EXPECT_EQ(s.counters().failed, 5u);
   EXPECT_EQ(s.counters().delivered, 0u);
+  EXPECT_FALSE(s.fatal().has_value());
+}
+
+// The defect this shape fixes: a full spool used to count records lost while the call
+// succeeded. Now each record not on disk is answered failed, and the run is told to stop.
+TEST(SpooledSink, AFullSpoolNeverAnswersSpooledForRecordsNotOnDisk) {
+  auto log = std::make_shared<FakeSink::Log>();
+  auto fake = std::make_unique<FakeSink>(log);
+  fake->down = true;
+  SpoolOptions small;
+  small.max_bytes = 4096;
+  auto spool = open_spool("full", small);
+  SpooledSink s(std::move(fake), spool, 10);
+  size_t spooled = 0, failed = 0;
+  for (int round = 0; round < 20 && !s.fatal(); ++round) {
+    for (const auto& d : s.deliver(records(round * 10, round * 10 + 10))) {
+      spooled += d.outcome == Outcome::spooled;
+      failed += d.outcome == Outcome::failed;
+      EXPECT_NE(d.outcome, Outcome::durable);
+    }
+  }
+  ASSERT_TRUE(s.fatal().has_value()) << "4 KiB never filled";
+  EXPECT_EQ(s.fatal()->code, Exit::io);
+  EXPECT_GT(failed, 0u);
+  EXPECT_EQ(s.spool_pending(), spooled) << "answered spooled must equal what is on disk";
+  EXPECT_EQ(s.counters().failed, failed);
 }
 
 // Two workers sharing a spool replay it at the same moment. The fake sink holds the first
@@ -147,7 +182,7 @@ TEST(SpooledSink, TwoWorkersReplayingOneSpoolLoseNothing) {
     auto down = std::make_unique<FakeSink>(log);
     down->down = true;
     SpooledSink filler(std::move(down), spool, 10);
-    ASSERT_TRUE(filler.deliver(records(0, 100)).ok());
+    EXPECT_EQ(outcomes(filler.deliver(records(0, 100))), std::string(100, 's'));
     ASSERT_EQ(filler.spool_pending(), 100u);
   }
   std::atomic<int> writers{0};
@@ -172,11 +207,12 @@ TEST(SpooledSink, TwoWorkersReplayingOneSpoolLoseNothing) {
   };
   SpooledSink a(std::make_unique<Rendezvous>(log, writers, first_write), spool, 10);
   SpooledSink b(std::make_unique<Rendezvous>(log, writers, first_write), spool, 10);
-  std::thread ta([&] { ASSERT_TRUE(a.drain().ok()); });
-  std::thread tb([&] { ASSERT_TRUE(b.drain().ok()); });
+  std::thread ta([&] { a.drain(); });
+  std::thread tb([&] { b.drain(); });
   ta.join();
   tb.join();
-  ASSERT_TRUE(a.drain().ok());
+  a.drain();
+  EXPECT_FALSE(a.fatal() || b.fatal());
   EXPECT_EQ(a.spool_pending(), 0u);
   std::set<std::string> got(log->durable.begin(), log->durable.end());
   EXPECT_EQ(got.size(), 100u) << "records lost between two drainers";

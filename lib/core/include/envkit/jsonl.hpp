@@ -1,6 +1,7 @@
 // JSON Lines: records read from and written to files, pipes and stdio, one object a line.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -29,6 +30,14 @@ class LineReader {
   /// The next line without its "\n" (or "\r\n"); std::nullopt at end of input. The view is
   /// valid until the next call.
   Result<std::optional<std::string_view>> next();
+  /// True when next() can answer without reading: a whole line, the end of input, or a line
+  /// already too long is buffered. With wait_readable() this reads a pipe that may go quiet
+  /// (stdin of a long-running relay) without ever blocking past a deadline.
+  bool line_ready();
+  /// Waits at most `wait` for the descriptor to become readable, then reads once what it
+  /// has. False when nothing came in time or a signal interrupted the wait (the caller then
+  /// checks its stop flag); true when bytes or the end of input arrived. Errors: Exit::io.
+  Result<bool> wait_readable(std::chrono::milliseconds wait);
   /// 1-based number of the line last returned.
   uint64_t line_number() const { return line_; }
   const std::string& name() const { return name_; }
@@ -41,8 +50,11 @@ class LineReader {
   std::string buf_;
   size_t start_ = 0;  // first unread byte in buf_
   size_t end_ = 0;    // end of valid bytes in buf_
+  size_t scanned_ = 0;  // line_ready(): bytes in [start_, scanned_) hold no newline
   bool eof_ = false;
   uint64_t line_ = 0;
+
+  Status read_more();  // one read(2) behind the buffered bytes; sets eof_
 };
 
 /// Reads JSON Lines records. Blank lines are skipped; every other line must be one JSON

@@ -10,7 +10,8 @@
 namespace envkit {
 
 /// Process exit statuses, sysexits-style; which failure gets which is decided once, in
-/// kFailureTable (envkit/exit_status.hpp). proxy-check uses the Nagios set instead.
+/// kFailureTable (envkit/exit_status.hpp; docs/architecture.md, "Exit statuses").
+/// proxy-check uses the Nagios set instead.
 enum class Exit : int {
   ok = 0,
   failure = 1,      ///< generic: some items failed (coreutils: keep going, fail at the end)

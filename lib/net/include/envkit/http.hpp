@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <envkit/connection.hpp>
+#include <envkit/http_headers.hpp>
 #include <envkit/result.hpp>
 
 namespace envkit {
@@ -25,9 +26,6 @@ struct CurlMultiCleanup {
   void operator()(CURLM* multi) const;
 };
 }  // namespace detail
-
-/// Header fields in order, names as written (compare them case-insensitively).
-using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 /// One request. Credentials in the URL (https://user:password@host/) are sent as Basic
 /// auth and never appear in messages or in HttpResponse::effective_url.
@@ -58,7 +56,9 @@ struct HttpResponse {
   std::string effective_url;  ///< after redirects, without credentials
 
   /// The value of the first header called `name` (case-insensitive), if any.
-  std::optional<std::string_view> header(std::string_view name) const;
+  std::optional<std::string_view> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
 };
 
 struct HttpClientOptions {

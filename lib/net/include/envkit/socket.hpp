@@ -15,6 +15,8 @@
 #include <envkit/connection.hpp>
 #include <envkit/result.hpp>
 
+struct sockaddr;
+
 namespace envkit {
 
 /// The moment by which a call must have finished; every Stream call takes one.
@@ -104,6 +106,42 @@ class Stream {
   std::string peer_;
   std::unique_ptr<SSL_CTX, detail::SslCtxFreer> ctx_;
   std::unique_ptr<SSL, detail::SslFreer> ssl_;
+};
+
+/// An IPv4 or IPv6 socket address as text: "127.0.0.1:3306" or "[::1]:3306".
+std::string format_socket_address(const sockaddr* address);
+
+/// A listening TCP socket (non-blocking, close-on-exec). Move-only; closes on destruction
+/// unless release()d to a server that takes it over.
+class Listener {
+ public:
+  /// Binds `host` (a numeric address or a name; empty: every interface) and `port` (0: the
+  /// kernel picks a free one) and listens. SO_REUSEADDR is set, so a restart is not refused
+  /// while old connections sit in TIME_WAIT (a port another socket listens on still is).
+  /// Errors name the address ("listen on 127.0.0.1:8080: Address already in use") and are
+  /// classified by envkit/exit_status.hpp: address_in_use (unavailable) when the port is
+  /// taken; permission_denied for a port that needs privileges; config for an address that
+  /// is not this host's; a name that does not resolve as getaddrinfo says (failure_from_gai).
+  static Result<Listener> bind(const std::string& host, uint16_t port, int backlog = 511);
+
+  Listener(Listener&& other) noexcept;
+  Listener& operator=(Listener&& other) noexcept;
+  ~Listener();
+
+  int fd() const { return fd_; }
+  /// The port bound: the one asked for, or the kernel's pick for port 0.
+  uint16_t port() const { return port_; }
+  /// The address bound, "127.0.0.1:41234" or "[::1]:41234".
+  const std::string& address() const { return address_; }
+  /// Gives up ownership: the caller closes the descriptor from now on.
+  int release();
+
+ private:
+  Listener(int fd, uint16_t port, std::string address);
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::string address_;
 };
 
 }  // namespace envkit

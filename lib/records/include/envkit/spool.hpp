@@ -29,7 +29,7 @@ struct SpoolOptions {
 };
 
 /// Records that could not be delivered yet, kept in order in a directory until a sink has
-/// them (DESIGN.md "Nothing lost").
+/// them (docs/architecture.md, "Nothing lost").
 ///
 ///   auto spool = Spool::open("/var/spool/sensor-push", {});
 ///   if (!spool) return spool.error();

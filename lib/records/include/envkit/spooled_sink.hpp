@@ -1,5 +1,5 @@
 // Store-and-forward in front of a sink: what the sink cannot take yet goes to a spool and is
-// replayed, oldest first, before anything new; nothing is dropped without being counted.
+// replayed, oldest first, before anything new; every record's outcome is answered truly.
 #pragma once
 
 #include <chrono>
@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <envkit/sink.hpp>
 #include <envkit/spool.hpp>
@@ -19,8 +20,11 @@ struct SinkCounters {
   uint64_t delivered = 0;  ///< durable in the sink (new records and replayed ones)
   uint64_t replayed = 0;   ///< of those, taken from the spool
   uint64_t spooled = 0;    ///< written to the spool because the sink could not take them
-  uint64_t rejected = 0;   ///< refused by the sink for good (bad data): reported, not retried
-  uint64_t lost = 0;       ///< could not be delivered and there was no spool to keep them
+  uint64_t rejected = 0;   ///< refused by the sink for good (bad data): never retried
+  uint64_t failed = 0;     ///< not taken, and no spool could keep them: the caller still has them
+
+  SinkCounters& operator+=(const SinkCounters& o);
+  SinkCounters operator-(const SinkCounters& o) const;
 };
 
 /// A spool shared by the workers that write to one sink (a Spool is not thread-safe).
@@ -37,18 +41,23 @@ class SpooledSink {
  public:
   SpooledSink(std::unique_ptr<Sink> sink, std::shared_ptr<SharedSpool> spool, size_t batch);
 
-  /// Delivers `records` in order: first replays the spool; if the spool still holds records
-  /// (the sink is down), appends these behind them; else writes them and spools whatever the
-  /// sink could not take. After a failure the sink is retried only once its back-off has
-  /// passed; meanwhile records go straight to the spool.
-  /// Errors mean the caller should stop: the spool failed (full, I/O; records not kept are
-  /// counted lost), or the sink failed in a way no wait mends (Exit::config: refused
-  /// credentials, a missing table or topic), after the records were kept.
-  Status deliver(std::span<const Record> records);
+  /// Delivers `records` in order and answers one Delivery per record: durable (the sink has
+  /// it), spooled (fsynced to the spool, replayed later), rejected (bad record), or failed
+  /// (nobody holds it: no spool, or the spool could not take it). First replays the spool;
+  /// while the spool holds records or the sink is backing off after a failure, new records
+  /// go behind them in the spool. A record is never answered durable or spooled unless the
+  /// sink or the disk has it.
+  std::vector<Delivery> deliver(std::span<const Record> records);
 
-  /// Replays the spool until it is empty or the sink fails again; returns at once if
-  /// another worker sharing the spool is replaying it. Errors as deliver().
-  Status drain();
+  /// Replays the spool until it is empty or the sink fails again; returns at once if another
+  /// worker sharing the spool is replaying it.
+  void drain();
+
+  /// Set once the run should stop: the sink failed in a way no wait mends (Exit::config:
+  /// refused credentials, a missing table or topic), or the spool itself failed (full, I/O,
+  /// damaged). The outcomes already answered stay true: records kept are spooled, records
+  /// not kept are failed.
+  const std::optional<Error>& fatal() const { return fatal_; }
 
   const SinkCounters& counters() const { return counters_; }
   std::string name() const { return sink_->name(); }
@@ -58,17 +67,21 @@ class SpooledSink {
   const std::string& last_failure() const { return last_failure_; }
 
  private:
-  Status keep(std::span<const Record> records, const std::string& why);
+  // Spools `records` (answered spooled) or, without a spool or when it fails, answers them
+  // failed; writes the answers to `out`.
+  void keep(std::span<const Record> records, const std::string& why, std::span<Delivery> out);
   void failed(const std::string& why);
   void recovered();
   bool backing_off() const;
-  Status write_now(std::span<const Record> records);
+  void write_now(std::span<const Record> records, std::span<Delivery> out);
+  void stop_with(const Error& e);
 
   std::unique_ptr<Sink> sink_;
   std::shared_ptr<SharedSpool> spool_;
   size_t batch_;
   SinkCounters counters_;
   std::string last_failure_;
+  std::optional<Error> fatal_;
   // After a failure the sink is left alone for a while (0.5 s doubling to 10 s), so a sink
   // that is down costs one timeout per back-off, not one per batch.
   std::chrono::milliseconds backoff_{0};

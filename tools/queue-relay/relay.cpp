@@ -1,0 +1,172 @@
+// The relay: the --from source through the record pipeline (envkit/pipeline.hpp) to every
+// --to sink, records checked on the way, the rejected ones to the dead letters.
+#include "queue-relay/relay.hpp"
+
+#include <chrono>
+#include <cstdio>
+
+#include <envkit/log.hpp>
+#include <envkit/metrics.hpp>
+#include <envkit/pipeline.hpp>
+#include <envkit/registry.hpp>
+
+namespace queue_relay {
+
+using envkit::Error;
+using envkit::Exit;
+using envkit::Result;
+using envkit::Status;
+using namespace std::chrono;
+
+envkit::Status check_record(const envkit::Record& record, const std::vector<std::string>& require,
+                            uint64_t max_bytes) {
+  if (record.json.size() > max_bytes) {
+    return Error{Exit::data, "record of " + std::to_string(record.json.size()) + " bytes, over --max-bytes " +
+                                 std::to_string(max_bytes)};
+  }
+  auto doc = envkit::parse_json(record.json);
+  if (!doc) return Error{Exit::data, "not JSON: " + doc.error().message};
+  if (!doc->IsObject()) return Error{Exit::data, "not a JSON object"};
+  for (const auto& field : require) {
+    const envkit::JsonValue* v = envkit::find_member(*doc, field);
+    if (v == nullptr || v->IsNull()) return Error{Exit::data, "missing required field '" + field + "'"};
+  }
+  return {};
+}
+
+namespace {
+
+// Ends the source once nothing has arrived for a while, so a cron job drains a queue and
+// exits; records handed out before are still settled.
+class IdleStop final : public envkit::Source {
+ public:
+  IdleStop(envkit::Source& inner, milliseconds idle) : inner_(inner), idle_(idle), last_(steady_clock::now()) {}
+  Result<envkit::SourceBatch> next(size_t max, milliseconds wait) override {
+    auto b = inner_.next(max, wait);
+    if (!b) return b;
+    auto now = steady_clock::now();
+    if (!b->records.empty()) last_ = now;
+    else if (now - last_ >= idle_) b->end = true;
+    return b;
+  }
+  Status settle(std::span<const envkit::Settlement> s) override { return inner_.settle(s); }
+  Status commit() override { return inner_.commit(); }
+  std::string name() const override { return inner_.name(); }
+
+ private:
+  envkit::Source& inner_;
+  milliseconds idle_;
+  steady_clock::time_point last_;
+};
+
+void print_stats(const Config& c, const envkit::Pipeline& p, steady_clock::time_point start) {
+  envkit::JsonWriter w;
+  w.begin_object();
+  w.key("from").string(c.from);
+  w.key("elapsed_s").number(duration<double>(steady_clock::now() - start).count());
+  double active = p.active_seconds();
+  w.key("records_per_s").number(active > 0 ? static_cast<double>(p.counters().acked) / active : 0.0);
+  p.stats_json(w);
+  w.end_object();
+  std::string line = w.take() + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+Status write_metrics(const Config& c, const envkit::Pipeline& p) {
+  envkit::MetricsFile m;
+  p.add_metrics(m, "queue_relay");
+  m.add("queue_relay_last_run_timestamp_seconds", "gauge", "When these metrics were written.",
+        duration<double>(system_clock::now().time_since_epoch()).count());
+  return m.write(c.metrics_file);
+}
+
+}  // namespace
+
+Status check(const Config& c) {
+  auto from = envkit::parse_url(c.from);
+  if (!from) return from.error();
+  const envkit::Connector* connector = envkit::find_connector(from->scheme);
+  if (connector == nullptr || connector->open_source == nullptr) {
+    return Error{Exit::usage, from->redacted() + ": cannot read records from a " + from->scheme + " URL"};
+  }
+  if (!from->is_stdio() && !from->is_file()) {
+    if (auto st = envkit::resolve_password(*from, {c.password_file, true}); !st) return st.error();
+  }
+  envkit::SinkOptions sink_options;
+  sink_options.connection = c.connection;
+  sink_options.password_file = c.password_file;
+  std::vector<std::string> sinks = c.sinks;
+  if (!c.dead_letter.empty()) sinks.push_back(c.dead_letter);
+  for (const auto& text : sinks) {
+    auto url = envkit::parse_url(text);
+    if (!url) return url.error();
+    if (url->is_stdio() || url->is_file()) continue;  // opening would create the file
+    if (auto sink = envkit::open_sink(text, sink_options); !sink) return sink.error();
+  }
+  return {};
+}
+
+Result<Exit> run(const Config& c) {
+  envkit::SourceOptions so;
+  so.connection = c.connection;
+  so.password_file = c.password_file;
+  so.consumer = c.consumer;
+  auto source = envkit::open_source(c.from, so);
+  if (!source) return source.error();
+
+  envkit::SinkOptions sink_options;
+  sink_options.connection = c.connection;
+  sink_options.password_file = c.password_file;
+  std::vector<envkit::SinkSpec> specs;
+  for (const auto& url : c.sinks) {
+    specs.push_back({url, [url, sink_options] { return envkit::open_sink(url, sink_options); }});
+  }
+  envkit::PipelineOptions o;
+  o.batch = c.batch;
+  o.linger = c.linger.value;
+  o.workers = c.workers;
+  o.spool_dir = c.spool_dir;
+  o.spool.max_bytes = c.spool_max.bytes;
+  o.max_deliveries = c.max_deliveries;
+  o.transform = [&c](envkit::Record& r) { return check_record(r, c.require, c.max_bytes.bytes); };
+  if (!c.dead_letter.empty()) {
+    std::string url = c.dead_letter;
+    o.dead_letter = [url, sink_options] { return envkit::open_sink(url, sink_options); };
+  }
+  const envkit::Pipeline* running = nullptr;
+  if (!c.metrics_file.empty()) {
+    o.on_progress = [&c, &running] {
+      if (running == nullptr) return;
+      if (auto st = write_metrics(c, *running); !st) envkit::log_warning(st.error().message);
+    };
+  }
+  auto pipeline = envkit::Pipeline::open(std::move(specs), std::move(o));
+  if (!pipeline) return pipeline.error();
+  running = pipeline->get();
+
+  auto start = steady_clock::now();
+  Status status;
+  if (c.exit_when_idle.value.count() > 0) {
+    IdleStop idle(**source, c.exit_when_idle.value);
+    status = (*pipeline)->run(idle);
+  } else {
+    status = (*pipeline)->run(**source);
+  }
+  if (c.stats) print_stats(c, **pipeline, start);
+  if (!status) return status.error();
+
+  uint64_t pending = 0;
+  for (const auto& t : (*pipeline)->sink_totals()) pending += t.spool_pending;
+  const auto& counters = (*pipeline)->counters();
+  if (counters.dead > 0) {
+    envkit::log_warning(std::to_string(counters.dead) + " records went to the dead letters");
+    return Exit::failure;
+  }
+  if (pending > 0) {
+    envkit::log_warning(std::to_string(pending) + " records wait in the spool for the next run");
+    return Exit::temp_fail;
+  }
+  return Exit::ok;
+}
+
+}  // namespace queue_relay
