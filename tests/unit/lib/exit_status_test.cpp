@@ -110,6 +110,17 @@ TEST(FailureTable, EveryKindHasExactlyOneRowInEnumOrder) {
   EXPECT_EQ(static_cast<size_t>(Failure::internal) + 1, kFailureTable.size());
 }
 
+// The kind travels with the Error, through context(), so callers that must tell two
+// failures of one status apart (proxy-check: its CA file vs the server's certificate) can.
+TEST(FailureTable, AnErrorKeepsItsKindThroughContext) {
+  Error e = fail(Failure::tls_failed, "certificate has expired").context("connecting");
+  EXPECT_EQ(e.code, Exit::config);
+  EXPECT_TRUE(is(e, Failure::tls_failed));
+  EXPECT_FALSE(is(e, Failure::config));
+  EXPECT_EQ(e.message, "connecting: certificate has expired");
+  EXPECT_FALSE(Error(Exit::config, "by hand").kind.has_value());
+}
+
 TEST(FailureTable, ResolverAndSocketErrorsAreClassified) {
   EXPECT_EQ(failure_from_gai(EAI_NONAME), Failure::name_not_found);
   EXPECT_EQ(failure_from_gai(EAI_AGAIN), Failure::resolver_unavailable);
