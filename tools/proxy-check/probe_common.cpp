@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/timefmt.hpp>
 #include "proxy-check/probes.hpp"
 
@@ -51,7 +52,12 @@ void PhaseClock::finish() {
 }
 
 ProbeResult& fail(ProbeResult& result, std::string_view step, const Error& error) {
-  bool ours = error.code == Exit::usage || error.code == Exit::config || error.code == Exit::software;
+  // proxy-check's own trouble (a bad target parameter, an unreadable CA file, a bug) is
+  // UNKNOWN; anything the target did, whatever its exit status elsewhere (a name that does
+  // not exist, refused credentials, a certificate that does not verify), is CRITICAL.
+  bool ours = error.kind ? *error.kind == envkit::Failure::usage || *error.kind == envkit::Failure::config ||
+                               *error.kind == envkit::Failure::internal
+                         : error.code == Exit::usage || error.code == Exit::config || error.code == Exit::software;
   result.state = ours ? State::unknown : State::critical;
   result.summary = std::string(step) + ": " + error.message;
   return result;
@@ -82,8 +88,8 @@ std::optional<envkit::Stream> connect_phase(const envkit::Url& target, const Pro
     // A port that refuses or never answers the SYN is "closed" (what --expect closed wants);
     // a name that does not resolve is not: it says nothing about the port.
     const auto& e = stream.error();
-    result.closed = e.code == Exit::temp_fail || e.message == "connection refused";
-    fail(result, "connect", e.code == Exit::config ? Error{Exit::unavailable, e.message} : e);
+    result.closed = envkit::is(e, envkit::Failure::connection_refused) || envkit::is(e, envkit::Failure::unreachable);
+    fail(result, "connect", e);
     return std::nullopt;
   }
   result.facts.emplace_back("peer", stream->peer());

@@ -646,7 +646,7 @@ Error AmqpConnection::fail(Failure kind, std::string why) {
     failure_ = why;
     failure_code_ = exit_for(kind);
   }
-  return Error{exit_for(kind), endpoint_ + ": " + why};
+  return envkit::fail(kind, endpoint_ + ": " + why);
 }
 
 Error AmqpConnection::unusable() const {

@@ -84,6 +84,18 @@ class CannedServer {
   std::thread thread_;
 };
 
+// Connecting to a CannedServer that answers the handshake's first command with `reply`
+// (after AUTH when `password` is set, SELECT when `db` is): the status of the failure.
+Exit redis_exit_for_reply(const std::string& reply, const std::string& userinfo = "",
+                          const std::string& db = "") {
+  CannedServer server({reply});
+  auto redis = RedisConnection::connect(
+      url_of("redis://" + userinfo + "127.0.0.1:" + std::to_string(server.port()) + db),
+      short_timeouts());
+  EXPECT_FALSE(redis.ok());
+  return redis.ok() ? Exit::ok : redis.error().code;
+}
+
 // ---- the table itself --------------------------------------------------------------------
 
 TEST(FailureTable, EveryKindHasExactlyOneRowInEnumOrder) {
@@ -96,6 +108,17 @@ TEST(FailureTable, EveryKindHasExactlyOneRowInEnumOrder) {
     EXPECT_EQ(&failure_row(kFailureTable[i].kind), &kFailureTable[i]);
   }
   EXPECT_EQ(static_cast<size_t>(Failure::internal) + 1, kFailureTable.size());
+}
+
+// The kind travels with the Error, through context(), so callers that must tell two
+// failures of one status apart (proxy-check: its CA file vs the server's certificate) can.
+TEST(FailureTable, AnErrorKeepsItsKindThroughContext) {
+  Error e = fail(Failure::tls_failed, "certificate has expired").context("connecting");
+  EXPECT_EQ(e.code, Exit::config);
+  EXPECT_TRUE(is(e, Failure::tls_failed));
+  EXPECT_FALSE(is(e, Failure::config));
+  EXPECT_EQ(e.message, "connecting: certificate has expired");
+  EXPECT_FALSE(Error(Exit::config, "by hand").kind.has_value());
 }
 
 TEST(FailureTable, ResolverAndSocketErrorsAreClassified) {
@@ -216,11 +239,7 @@ TEST(FailureRows, UnreachableOrSilentWhileConnecting) {
 
 TEST(FailureRows, ConnectionLost) {
   EXPECT_EQ(exit_for(Failure::connection_lost), Exit::unavailable);
-  CannedServer hangs_up({""});
-  auto redis = RedisConnection::connect(url_of("redis://127.0.0.1:" + std::to_string(hangs_up.port())),
-                                        short_timeouts());
-  ASSERT_FALSE(redis.ok());
-  EXPECT_EQ(redis.error().code, Exit::unavailable) << redis.error().message;
+  EXPECT_EQ(redis_exit_for_reply(""), Exit::unavailable);  // "" hangs up at once
 }
 
 // Connected, then silence: the server is there but slow.
@@ -237,11 +256,8 @@ TEST(FailureRows, IoTimeout) {
 
 TEST(FailureRows, ServerBusy) {
   EXPECT_EQ(exit_for(Failure::server_busy), Exit::temp_fail);
-  CannedServer loading({"-LOADING Redis is loading the dataset in memory\r\n"});
-  auto redis = RedisConnection::connect(url_of("redis://127.0.0.1:" + std::to_string(loading.port())),
-                                        short_timeouts());
-  ASSERT_FALSE(redis.ok());
-  EXPECT_EQ(redis.error().code, Exit::temp_fail) << redis.error().message;
+  EXPECT_EQ(redis_exit_for_reply("-LOADING Redis is loading the dataset in memory\r\n"),
+            Exit::temp_fail);
   EXPECT_EQ(exit_for(mysql_failure(1040)), Exit::temp_fail);  // too many connections
 }
 
@@ -269,29 +285,20 @@ TEST(FailureRows, TlsFailed) {
 
 TEST(FailureRows, AuthRefused) {
   EXPECT_EQ(exit_for(Failure::auth_refused), Exit::config);
-  CannedServer wrongpass({"-WRONGPASS invalid username-password pair or user is disabled.\r\n"});
-  auto redis = RedisConnection::connect(
-      url_of("redis://:bad@127.0.0.1:" + std::to_string(wrongpass.port())), short_timeouts());
-  ASSERT_FALSE(redis.ok());
-  EXPECT_EQ(redis.error().code, Exit::config) << redis.error().message;
+  EXPECT_EQ(redis_exit_for_reply(
+                "-WRONGPASS invalid username-password pair or user is disabled.\r\n", ":bad@"),
+            Exit::config);
 }
 
 TEST(FailureRows, NotFound) {
   EXPECT_EQ(exit_for(Failure::not_found), Exit::config);
-  CannedServer no_db({"-ERR DB index is out of range\r\n"});
-  auto redis = RedisConnection::connect(
-      url_of("redis://127.0.0.1:" + std::to_string(no_db.port()) + "/99"), short_timeouts());
-  ASSERT_FALSE(redis.ok());
-  EXPECT_EQ(redis.error().code, Exit::config) << redis.error().message;
+  EXPECT_EQ(redis_exit_for_reply("-ERR DB index is out of range\r\n", "", "/99"), Exit::config);
 }
 
 TEST(FailureRows, PermissionDenied) {
   EXPECT_EQ(exit_for(Failure::permission_denied), Exit::config);
-  CannedServer noperm({"-NOPERM this user has no permissions to run the 'ping' command\r\n"});
-  auto redis = RedisConnection::connect(url_of("redis://127.0.0.1:" + std::to_string(noperm.port())),
-                                        short_timeouts());
-  ASSERT_FALSE(redis.ok());
-  EXPECT_EQ(redis.error().code, Exit::config) << redis.error().message;
+  EXPECT_EQ(redis_exit_for_reply("-NOPERM this user has no permissions to run the 'ping' command\r\n"),
+            Exit::config);
 }
 
 TEST(FailureRows, BadData) {

@@ -13,7 +13,7 @@ namespace envkit {
 
 /// What went wrong, in the terms an operator acts on. Each kind has exactly one Exit code
 /// (kFailureTable); the rows and the reasons for each code are documented there.
-enum class Failure {
+enum class Failure : int {
   usage,                 ///< a bad command line, URL or option
   config,                ///< a bad configuration file or setting
   name_not_found,        ///< the host name does not exist (NXDOMAIN)
@@ -120,8 +120,11 @@ inline Exit exit_for(Failure kind) { return failure_row(kind).code; }
 /// An Error of kind `kind`: the one way below main() to say what failed and so which
 /// status the command ends with.
 inline Error fail(Failure kind, std::string message) {
-  return Error{exit_for(kind), std::move(message)};
+  return Error{exit_for(kind), std::move(message), kind};
 }
+
+/// True when `error` is of kind `kind` (an Error built without fail() is of none).
+inline bool is(const Error& error, Failure kind) { return error.kind == kind; }
 
 /// getaddrinfo()'s return code as a failure: EAI_NONAME/EAI_NODATA (the name does not
 /// exist) is name_not_found; EAI_AGAIN and EAI_FAIL (no answer) resolver_unavailable;

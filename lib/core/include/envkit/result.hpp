@@ -2,13 +2,16 @@
 #pragma once
 
 #include <cassert>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
 
 namespace envkit {
 
-/// Process exit statuses, sysexits-style (docs/architecture.md, "Exit statuses"). proxy-check uses the Nagios set instead.
+/// Process exit statuses, sysexits-style; which failure gets which is decided once, in
+/// kFailureTable (envkit/exit_status.hpp; docs/architecture.md, "Exit statuses").
+/// proxy-check uses the Nagios set instead.
 enum class Exit : int {
   ok = 0,
   failure = 1,      ///< generic: some items failed (coreutils: keep going, fail at the end)
@@ -25,14 +28,25 @@ enum class Exit : int {
 /// The numeric status for `exit()`/return from main.
 constexpr int to_int(Exit e) { return static_cast<int>(e); }
 
+/// The kind of a failure, defined with its table in <envkit/exit_status.hpp>.
+enum class Failure : int;
+
 /// What went wrong, and the exit status it maps to. Messages read "what happened: why".
+/// Errors made by fail() (envkit/exit_status.hpp) also say which kind of failure it was, so
+/// that a caller can tell, say, an unreadable CA file (ours) from a certificate that does
+/// not verify (the server's), which share a status.
 struct Error {
+  Error() = default;
+  Error(Exit c, std::string m, std::optional<Failure> k = std::nullopt)
+      : code(c), message(std::move(m)), kind(k) {}
+
   Exit code = Exit::software;
   std::string message;
+  std::optional<Failure> kind;  ///< set by fail(); empty for an Error built by hand
 
   /// The same error with "context: " in front, for adding what was being done.
   Error context(std::string_view what) const& {
-    return Error{code, std::string(what) + ": " + message};
+    return Error{code, std::string(what) + ": " + message, kind};
   }
 };
 
