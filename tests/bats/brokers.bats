@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The AMQP and Kafka connectors' Live* unit tests against RabbitMQ and the Kafka mock, cross-checked with amqp-get and kcat.
+# The AMQP and Kafka connectors' and sources' Live* unit tests against RabbitMQ and the Kafka mock, cross-checked with amqp-get and kcat.
 # shellcheck disable=SC2154 # stderr comes from `run --separate-stderr`
 
 bats_require_minimum_version 1.5.0
@@ -11,8 +11,11 @@ setup_file() {
   # RabbitMQ's Erlang boot is most of the wait: let it run while the Kafka mock starts.
   start_rabbitmq >"$BATS_FILE_TMPDIR/rabbitmq.start" 2>&1 3>&- &
   local rabbit_job=$!
-  # envkit-live is shared by every run of LiveKafka.*; each bats readback test has its own.
-  start_kafka_mock kafka 3 envkit-live:4 envkit-readback:1 envkit-kcat-readback:1
+  # envkit-live is shared by every run of LiveKafka.*; each bats readback test has its own;
+  # envkit-src and envkit-src-parts by the LiveSourceKafka tests (envkit-src has one
+  # partition, so offsets follow production; envkit-src-parts three, for a rebalance).
+  start_kafka_mock kafka 3 envkit-live:4 envkit-readback:1 envkit-kcat-readback:1 envkit-src:1 \
+    envkit-src-parts:3
   if ! wait "$rabbit_job"; then
     cat "$BATS_FILE_TMPDIR/rabbitmq.start" >&2
     return 1
@@ -62,6 +65,12 @@ show_info() {
   assert_output --regexp 'close_all_connections: [0-9]+ sent, [0-9]+ durable, [1-9][0-9]* retry'
 }
 
+@test "AMQP and Kafka sources: consume, ack, crash, retry, out-of-order acks and a rebalance against the brokers" {
+  run_live 'LiveSourceAmqp*:LiveSourceKafka*'
+  show_info
+  assert_all_passed 15
+}
+
 @test "messages the AMQP sink published are read back by amqp-get, in order, body and all" {
   local queue=envkit-amqp-get-$$ url
   READBACK_QUEUE=$queue run_live 'LiveAmqp.ReadbackQueueForTheRealClients'
@@ -109,12 +118,14 @@ show_info() {
 
 @test "the live tests fail, not skip, when the brokers are not there" {
   # Port 1 on loopback: nothing listens there.
-  run_live 'LiveAmqp.TenThousand*:LiveKafka.TenThousand*' 'amqp://envkit@127.0.0.1:1/%2f' \
-    '127.0.0.1:1'
+  run_live 'LiveAmqp.TenThousand*:LiveKafka.TenThousand*:LiveSourceAmqp.ConsumeAndAck*:LiveSourceKafka.Acked*' \
+    'amqp://envkit@127.0.0.1:1/%2f' '127.0.0.1:1'
   assert_failure
   refute_output --partial '[  SKIPPED ]'
   assert_output --partial '[  FAILED  ] LiveAmqp.TenThousandRecordsAreConfirmedAndAllInTheQueue'
   assert_output --partial '[  FAILED  ] LiveKafka.TenThousandRecordsAreDurableAndAllReadBack'
+  assert_output --partial '[  FAILED  ] LiveSourceAmqp.ConsumeAndAckEmptiesTheQueue'
+  assert_output --partial '[  FAILED  ] LiveSourceKafka.AckedRecordsAreCommittedAndAFreshMemberStartsThere'
   assert_output --partial 'connection refused'
   refute_output --partial "$RABBITMQ_PASSWORD"
 }

@@ -153,3 +153,76 @@ ids_of() { grep -o '"id":"[^"]*"' "$1" | cut -d'"' -f4 | sort; }
   run redis-cli -p "$REDIS_PORT" xpending "$stream" relay
   [ "${lines[0]}" = "0" ]
 }
+
+# Starts queue-relay on HTTP ingest in the background (extra arguments after the port);
+# waits until it answers.
+start_ingest() {
+  local port=$1
+  shift
+  queue-relay --from "http://127.0.0.1:$port/reports" "$@" 2>>"$BATS_TEST_TMPDIR/ingest.err" &
+  ingest_pid=$!
+  local deadline=$((SECONDS + 20))
+  until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
+    ((SECONDS < deadline)) || { cat "$BATS_TEST_TMPDIR/ingest.err" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+@test "HTTP ingest: 202 once stored, 400 with the reason for a bad record, a result per JSON line" {
+  port=$(free_port)
+  start_ingest "$port" --to "file:$BATS_TEST_TMPDIR/out.jsonl" --require municipality \
+    --dead-letter "file:$BATS_TEST_TMPDIR/dead.jsonl"
+  url=http://127.0.0.1:$port/reports
+  run curl -s -w '%{http_code}' -d '{"id":"a1","municipality":"Mixco","temperature":21}' "$url"
+  assert_output $'{"id":"a1","result":"accepted"}\n202'
+  grep -q '"id":"a1"' "$BATS_TEST_TMPDIR/out.jsonl"
+  run curl -s -w '%{http_code}' -d '{"id":"a2","temperature":21}' "$url"
+  assert_output $'{"id":"a2","result":"rejected","reason":"missing required field \'municipality\'"}\n400'
+  run curl -s -w '%{http_code}' --data-binary $'{"id":"b1","municipality":"x"}\nnot json\n{"id":"b3","municipality":"y"}\n' "$url"
+  [ "${lines[3]}" = 400 ]
+  [[ ${lines[0]} == '{"id":"b1","result":"accepted"}' && ${lines[2]} == '{"id":"b3","result":"accepted"}' ]]
+  [[ ${lines[1]} == *'"result":"rejected","reason":"not JSON'* ]]
+  run curl -s -o /dev/null -w '%{http_code}' "$url"
+  assert_output 405
+  run curl -s -o /dev/null -w '%{http_code}' -d '{}' "http://127.0.0.1:$port/elsewhere"
+  assert_output 404
+  kill -TERM "$ingest_pid"
+  wait "$ingest_pid" || status=$?
+  [ "${status:-0}" -eq 1 ]  # two records went to the dead letters
+  diff <(ids_of "$BATS_TEST_TMPDIR/out.jsonl") <(printf '%s\n' a1 b1 b3)
+  [ "$(wc -l < "$BATS_TEST_TMPDIR/dead.jsonl")" -eq 2 ]
+}
+
+@test "HTTP ingest: no 202 for a record that was not kept (sink down, no spool): 503 with Retry-After" {
+  port=$(free_port)
+  start_ingest "$port" --to "redis://127.0.0.1:$(free_port)/0?key=k:{id}" --connect-timeout 1s
+  run curl -s -D - -o /dev/null -d '{"id":"x1","municipality":"m"}' "http://127.0.0.1:$port/reports"
+  [[ $output == *"HTTP/1.1 503"* ]]
+  [[ $output == *"Retry-After: 1"* ]]
+  kill -TERM "$ingest_pid"
+  wait "$ingest_pid" || true
+}
+
+@test "HTTP ingest with a spool: 202 while the sink is down, every record there once it is back" {
+  port=$(free_port)
+  start_redis ingest
+  sink="redis://127.0.0.1:$INGEST_PORT/0?key=ing:{id}"
+  stop_redis ingest
+  start_ingest "$port" --to "$sink" --spool "$BATS_TEST_TMPDIR/spool" --connect-timeout 1s
+  for i in $(seq 1 20); do
+    run curl -s -o /dev/null -w '%{http_code}' -d "{\"id\":\"s$i\",\"municipality\":\"m\"}" "http://127.0.0.1:$port/reports"
+    assert_output 202
+  done
+  start_redis ingest
+  # One more record after the sink is back: the spool is replayed ahead of it.
+  deadline=$((SECONDS + 30))
+  until [[ $(redis-cli -p "$INGEST_PORT" --scan --pattern 'ing:*' | wc -l) -ge 21 ]]; do
+    curl -s -o /dev/null -d "{\"id\":\"after$SECONDS\",\"municipality\":\"m\"}" "http://127.0.0.1:$port/reports"
+    ((SECONDS < deadline)) || false
+    sleep 0.5
+  done
+  for i in $(seq 1 20); do [ "$(redis-cli -p "$INGEST_PORT" exists "ing:s$i")" = 1 ]; done
+  kill -TERM "$ingest_pid"
+  wait "$ingest_pid" || true
+  stop_redis ingest
+}

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/durable_file.hpp>
 
 namespace db_backup {
@@ -130,23 +131,14 @@ Result<std::string> locate_backup(const std::string& path) {
 }
 
 Result<DirLock> DirLock::acquire(const std::string& dir) {
-  std::string path = dir + "/.lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Error{Exit::io, path + ": " + std::strerror(errno)};
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(fd);
-    if (err == EWOULDBLOCK) {
-      return Error{Exit::temp_fail, "another db-backup is working on " + dir + " (" + path +
-                                        " is locked): try later"};
-    }
-    return Error{Exit::io, path + ": flock: " + std::strerror(err)};
+  auto lock = envkit::FileLock::acquire(dir + "/.lock");
+  if (!lock) {
+    const Error& e = lock.error();
+    if (e.code != envkit::exit_for(envkit::Failure::lock_held)) return e;
+    return envkit::fail(envkit::Failure::lock_held,
+                        "another db-backup is working on " + dir + " (" + e.message + "): try later");
   }
-  return DirLock(fd);
-}
-
-DirLock::~DirLock() {
-  if (fd_ >= 0) ::close(fd_);
+  return DirLock(std::move(*lock));
 }
 
 std::vector<PruneDecision> select_prune(std::vector<BackupInfo> backups, const Retention& keep) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "db-backup/backend.hpp"
+#include <envkit/posix.hpp>
 
 namespace db_backup {
 
@@ -40,18 +41,15 @@ Result<std::string> locate_backup(const std::string& path);
 /// Reads and parses `backup_dir`/manifest.json (Exit::data "incomplete" when missing).
 Result<Manifest> read_manifest(const std::string& backup_dir);
 
-/// An exclusive flock on DIR/.lock, held while the object lives. A second holder gets
-/// Exit::temp_fail ("another db-backup is working on DIR").
+/// An exclusive lock on DIR/.lock, held while the object lives. A second holder gets
+/// lock_held, Exit::temp_fail ("another db-backup is working on DIR").
 class DirLock {
  public:
   static Result<DirLock> acquire(const std::string& dir);
-  DirLock(DirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  DirLock& operator=(DirLock&&) = delete;
-  ~DirLock();
 
  private:
-  explicit DirLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
+  explicit DirLock(envkit::FileLock lock) : lock_(std::move(lock)) {}
+  envkit::FileLock lock_;
 };
 
 /// How many backups each rule keeps.

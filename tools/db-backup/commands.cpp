@@ -500,6 +500,22 @@ Result<Exit> run_prune(const Config& c) {
 
 }  // namespace
 
+Status check(const Config& c) {
+  auto database = [&c](const std::string& text) -> Status {
+    auto url = parse_endpoint(text, c);
+    if (!url) return url.error();
+    if (auto backend = open_backend(*url, c); !backend) return backend.error();
+    return {};
+  };
+  if (c.command == "dump") {
+    if (auto comp = parse_compression(c.compress); !comp) return comp.error();
+    return database(c.from);
+  }
+  if (c.command == "restore") return database(c.to);
+  if (c.command == "verify" && !c.against.empty()) return database(c.against);
+  return {};
+}
+
 Result<Exit> run(const Config& c) {
   if (c.command == "dump") return run_dump(c);
   if (c.command == "restore") return run_restore(c);

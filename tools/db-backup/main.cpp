@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
     auto parsed = db_backup::parse_options(argc, argv, config, std::cout);
     if (!parsed) return envkit::report(parsed.error());
     if (*parsed == envkit::ParseOutcome::exit_now) return 0;
+    if (*parsed == envkit::ParseOutcome::check_only) {
+      auto checked = db_backup::check(config);
+      return checked ? 0 : envkit::report(checked.error());
+    }
     auto status = db_backup::run(config);
     if (!status) return envkit::report(status.error());
     return envkit::to_int(*status);

@@ -10,4 +10,9 @@ namespace db_backup {
 /// (diff and verify --against finding differences: Exit::failure).
 envkit::Result<envkit::Exit> run(const Config& config);
 
+/// --check-config: parses the database URLs (--from of dump, --to of restore, --against of
+/// verify) with their passwords and backends and the compression, as run() does, but
+/// connects to nothing and reads or writes no backup directory.
+envkit::Status check(const Config& config);
+
 }  // namespace db_backup

@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
     auto parsed = proxy_check::parse_options(argc, argv, config, std::cout);
     if (!parsed) return unknown(parsed.error());
     if (*parsed == envkit::ParseOutcome::exit_now) return 0;
+    if (*parsed == envkit::ParseOutcome::check_only) {
+      auto checked = proxy_check::check(config);
+      return checked ? 0 : unknown(checked.error());
+    }
     auto status = proxy_check::run(config, std::cout);
     if (!status) return unknown(status.error());
     return *status;

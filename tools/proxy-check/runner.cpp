@@ -13,9 +13,11 @@
 #include <thread>
 
 #include <envkit/durable_file.hpp>
+#include <envkit/exit_status.hpp>
 #include <envkit/json.hpp>
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
+#include <envkit/posix.hpp>
 #include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
@@ -124,31 +126,14 @@ std::string perf_label(const std::string& name, const std::string& what) {
 }
 
 /// A lock on the state file held for one round, so two cron runs never interleave.
-class StateLock {
- public:
-  static envkit::Result<StateLock> acquire(const std::string& state_file, std::chrono::milliseconds wait) {
-    std::string path = state_file + ".lock";
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return Error{Exit::io, path + ": cannot open the lock file: " + std::strerror(errno)};
-    StateLock lock(fd);
-    auto until = Clock::now() + wait;
-    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      if (errno != EWOULDBLOCK && errno != EINTR) return Error{Exit::io, path + ": flock: " + std::strerror(errno)};
-      if (Clock::now() >= until) return Error{Exit::temp_fail, state_file + ": locked by another proxy-check run"};
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return lock;
+envkit::Result<envkit::FileLock> lock_state(const std::string& state_file, std::chrono::milliseconds wait) {
+  auto lock = envkit::FileLock::acquire(state_file + ".lock", wait);
+  if (!lock && lock.error().code == envkit::exit_for(envkit::Failure::lock_held)) {
+    return envkit::fail(envkit::Failure::lock_held,
+                        state_file + ": locked by another proxy-check run (" + lock.error().message + ")");
   }
-  StateLock(StateLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  StateLock& operator=(StateLock&&) = delete;
-  ~StateLock() {
-    if (fd_ >= 0) ::close(fd_);  // closing releases the flock
-  }
-
- private:
-  explicit StateLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
+  return lock;
+}
 
 }  // namespace
 
@@ -446,12 +431,12 @@ envkit::Result<Round> run_round(const Config& config, const std::vector<const Gr
   for (const Group* g : groups)
     for (const auto& t : g->targets) list.emplace_back(g, &t);
 
-  std::optional<StateLock> lock;
+  std::optional<envkit::FileLock> lock;
   std::map<std::string, Health> stored;
   if (!config.state_file.empty()) {
     std::chrono::milliseconds longest{0};
     for (const Group* g : groups) longest = std::max(longest, g->timeout);
-    auto l = StateLock::acquire(config.state_file, longest + std::chrono::seconds(2));
+    auto l = lock_state(config.state_file, longest + std::chrono::seconds(2));
     if (!l) return l.error();
     lock.emplace(std::move(*l));
     auto text = envkit::read_file(config.state_file, 64 << 20);
@@ -523,6 +508,17 @@ void print_round(const Config& config, const Round& round, std::ostream& out) {
 }
 
 }  // namespace
+
+envkit::Status check(const Config& config) {
+  for (const auto& g : config.groups) {
+    for (const auto& t : g.targets) {
+      if (auto tls = envkit::tls_options_from_url(t.url, config.connection.tls); !tls) {
+        return tls.error().context("bad target " + t.shown_url);
+      }
+    }
+  }
+  return {};
+}
 
 envkit::Result<int> run(const Config& config, std::ostream& out) {
   std::map<std::string, Health> memory;

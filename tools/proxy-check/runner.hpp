@@ -71,4 +71,9 @@ envkit::Status write_metrics(const std::string& path, const std::vector<CheckOut
 /// Runs proxy-check: once, or with --watch until stopped. Returns the Nagios exit status.
 envkit::Result<int> run(const Config& config, std::ostream& out);
 
+/// --check-config: parse_options() has resolved every target, group and password; this adds
+/// each target's TLS settings from its URL, as a check would, and connects to nothing.
+/// Parameters a probe reads as it speaks (http's method=, follow=) are checked then.
+envkit::Status check(const Config& config);
+
 }  // namespace proxy_check

@@ -82,6 +82,30 @@ Status write_metrics(const Config& c, const envkit::Pipeline& p) {
 
 }  // namespace
 
+Status check(const Config& c) {
+  auto from = envkit::parse_url(c.from);
+  if (!from) return from.error();
+  const envkit::Connector* connector = envkit::find_connector(from->scheme);
+  if (connector == nullptr || connector->open_source == nullptr) {
+    return Error{Exit::usage, from->redacted() + ": cannot read records from a " + from->scheme + " URL"};
+  }
+  if (!from->is_stdio() && !from->is_file()) {
+    if (auto st = envkit::resolve_password(*from, {c.password_file, true}); !st) return st.error();
+  }
+  envkit::SinkOptions sink_options;
+  sink_options.connection = c.connection;
+  sink_options.password_file = c.password_file;
+  std::vector<std::string> sinks = c.sinks;
+  if (!c.dead_letter.empty()) sinks.push_back(c.dead_letter);
+  for (const auto& text : sinks) {
+    auto url = envkit::parse_url(text);
+    if (!url) return url.error();
+    if (url->is_stdio() || url->is_file()) continue;  // opening would create the file
+    if (auto sink = envkit::open_sink(text, sink_options); !sink) return sink.error();
+  }
+  return {};
+}
+
 Result<Exit> run(const Config& c) {
   envkit::SourceOptions so;
   so.connection = c.connection;

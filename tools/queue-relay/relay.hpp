@@ -18,4 +18,10 @@ envkit::Status check_record(const envkit::Record& record, const std::vector<std:
 /// Runs queue-relay as configured and returns the exit status (see --help).
 envkit::Result<envkit::Exit> run(const Config& config);
 
+/// --check-config: the --from URL (a scheme records can be read from, its password), every
+/// --to and --dead-letter URL with its parameters and password, as run() resolves them, but
+/// nothing is opened or connected to. A source's own parameters are read when it opens (at
+/// the start of a run, which may connect), so only its URL, scheme and password are checked.
+envkit::Status check(const Config& config);
+
 }  // namespace queue_relay

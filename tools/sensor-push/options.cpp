@@ -52,7 +52,7 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
   if (parser.given("duration") && c.rate <= 0 && c.every.value.count() <= 0) {
     return usage("--duration goes with --rate or --every");
   }
-  if (c.rate > 0 && c.count == 0 && c.duration.value.count() <= 0) {
+  if (c.rate > 0 && c.count == 0 && c.duration.value.count() <= 0 && !parser.given("duration")) {
     // An unbounded load generator is allowed, but only when asked for by name.
     return usage("--rate needs --count or --duration (or --duration 0 to run until stopped)");
   }

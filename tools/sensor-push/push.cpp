@@ -441,9 +441,14 @@ class Runner {
   double last_success_ = 0;
 };
 
-}  // namespace
+// What a run needs before it opens anything: the cities and the record shape, checked
+// against the options. run() and check() share it.
+struct Plan {
+  std::vector<City> cities;
+  RecordShape shape;
+};
 
-Result<Exit> run(const Config& c) {
+Result<Plan> prepare(const Config& c) {
   auto cities = resolve_cities(c);
   if (!cities) return cities.error();
   if (c.rate > 0 && c.rate / static_cast<double>(cities->size()) > 1000.0) {
@@ -456,8 +461,41 @@ Result<Exit> run(const Config& c) {
   if (!c.fields.empty()) shape = RecordShape::from_fields(c.fields);
   else if (!c.template_name.empty()) shape = RecordShape::from_template(c.template_name);
   if (!shape) return shape.error();
-  Runner runner(c, std::move(*cities), std::move(*shape));
+  return Plan{std::move(*cities), std::move(*shape)};
+}
+
+}  // namespace
+
+Result<Exit> run(const Config& c) {
+  auto plan = prepare(c);
+  if (!plan) return plan.error();
+  Runner runner(c, std::move(plan->cities), std::move(plan->shape));
   return runner.run();
+}
+
+Status check(const Config& c) {
+  auto plan = prepare(c);
+  if (!plan) return plan.error();
+  if (c.source == "open-meteo") {
+    if (auto api = envkit::parse_url(c.api_url); !api) return api.error().context("--api-url");
+  }
+  // The same options open_pipeline() gives; open_sink() itself connects to nothing, but a
+  // file: sink would be created, so file: and - stop at the URL.
+  envkit::SinkOptions o;
+  o.connection = c.connection;
+  o.password_file = c.password_file;
+  o.table_schema = reading_schema(plan->shape);
+  for (const auto& text : c.sinks) {
+    auto url = envkit::parse_url(text);
+    if (!url) return url.error();
+    if (url->is_stdio() || url->is_file()) continue;
+    std::string with_create = text;
+    if (c.create_table && text.rfind("mysql:", 0) == 0 && text.find("create=") == std::string::npos) {
+      with_create += text.find('?') == std::string::npos ? "?create=true" : "&create=true";
+    }
+    if (auto sink = envkit::open_sink(with_create, o); !sink) return sink.error();
+  }
+  return {};
 }
 
 }  // namespace sensor_push

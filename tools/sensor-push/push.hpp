@@ -10,4 +10,10 @@ namespace sensor_push {
 /// Errors that stop the run before any reading is made are returned as Error.
 envkit::Result<envkit::Exit> run(const Config& config);
 
+/// --check-config: resolves the cities (reading --cities-file), the record shape and every
+/// sink URL with its parameters and password exactly as run() does, but opens no file or
+/// spool and connects to nothing. AMQP and Kafka sinks are opened on their first write, so
+/// their parameters past the URL itself are checked then.
+envkit::Status check(const Config& config);
+
 }  // namespace sensor_push

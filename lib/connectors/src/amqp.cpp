@@ -18,11 +18,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -99,6 +101,33 @@ Failure reply_failure(uint16_t code) {
     default:  // 320 CONNECTION_FORCED, 504 CHANNEL_ERROR, 541 INTERNAL_ERROR
       return Failure::connection_lost;
   }
+}
+
+// A headers table copied out of rabbitmq-c's pools: integers and strings, which is what
+// brokers put there (x-delivery-count, x-death's counts live in nested tables, left out).
+std::vector<AmqpArgument> headers_of(const amqp_table_t& table) {
+  std::vector<AmqpArgument> out;
+  for (int i = 0; i < table.num_entries; ++i) {
+    const amqp_table_entry_t& e = table.entries[i];
+    std::string key = to_string(e.key);
+    const amqp_field_value_t& v = e.value;
+    switch (v.kind) {
+      case AMQP_FIELD_KIND_I8: out.emplace_back(key, int64_t{v.value.i8}); break;
+      case AMQP_FIELD_KIND_U8: out.emplace_back(key, int64_t{v.value.u8}); break;
+      case AMQP_FIELD_KIND_I16: out.emplace_back(key, int64_t{v.value.i16}); break;
+      case AMQP_FIELD_KIND_U16: out.emplace_back(key, int64_t{v.value.u16}); break;
+      case AMQP_FIELD_KIND_I32: out.emplace_back(key, int64_t{v.value.i32}); break;
+      case AMQP_FIELD_KIND_U32: out.emplace_back(key, int64_t{v.value.u32}); break;
+      case AMQP_FIELD_KIND_I64: out.emplace_back(key, int64_t{v.value.i64}); break;
+      case AMQP_FIELD_KIND_U64:
+        out.emplace_back(key, static_cast<int64_t>(std::min<uint64_t>(v.value.u64, INT64_MAX)));
+        break;
+      case AMQP_FIELD_KIND_UTF8:
+      case AMQP_FIELD_KIND_BYTES: out.emplace_back(key, to_string(v.value.bytes)); break;
+      default: break;
+    }
+  }
+  return out;
 }
 
 template <class Int>
@@ -740,7 +769,7 @@ Result<bool> AmqpConnection::read_frame(Clock::time_point deadline, Frame& out) 
 }
 
 // The header and body frames that follow basic.deliver and basic.return, copied out of
-// rabbitmq-c's pools. Only body, message_id and content_type of the result are filled.
+// rabbitmq-c's pools. Only body, message_id, content_type and headers of the result are filled.
 Result<AmqpMessage> AmqpConnection::read_content(Clock::time_point deadline) {
   AmqpMessage out;
   Frame f;
@@ -760,6 +789,7 @@ Result<AmqpMessage> AmqpConnection::read_content(Clock::time_point deadline) {
   if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
     out.content_type = to_string(props->content_type);
   }
+  if (props->_flags & AMQP_BASIC_HEADERS_FLAG) out.headers = headers_of(props->headers);
   uint64_t size = f.frame.payload.properties.body_size;
   out.body.reserve(size);
   while (out.body.size() < size) {
@@ -815,6 +845,7 @@ Status AmqpConnection::dispatch(const Frame& f, Clock::time_point deadline) {
       msg.body = std::move(content->body);
       msg.message_id = std::move(content->message_id);
       msg.content_type = std::move(content->content_type);
+      msg.headers = std::move(content->headers);
       deliveries_.push_back(std::move(msg));
       return {};
     }
@@ -964,6 +995,16 @@ Result<std::vector<Delivery>> AmqpConnection::publish(std::span<const Record> re
     return Error{failure_code_, "publishing to " + endpoint_ + " failed: " + failure_};
   }
   return out;
+}
+
+std::optional<int64_t> AmqpMessage::int_header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) {
+      if (const auto* n = std::get_if<int64_t>(&value)) return *n;
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
 }
 
 Status AmqpConnection::consume(std::string_view queue, uint16_t prefetch) {

@@ -115,7 +115,9 @@ void note_error(ClusterErrors& errors, rd_kafka_t* rk, int err, const char* reas
 Result<Handle> make_handle(rd_kafka_type_t type, const KafkaProperties& properties,
                            const std::string& endpoint, void* opaque,
                            void (*error_cb)(rd_kafka_t*, int, const char*, void*),
-                           void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*)) {
+                           void (*dr_cb)(rd_kafka_t*, const rd_kafka_message_t*, void*),
+                           void (*rebalance_cb)(rd_kafka_t*, rd_kafka_resp_err_t,
+                                                rd_kafka_topic_partition_list_t*, void*) = nullptr) {
   std::unique_ptr<rd_kafka_conf_t, ConfDestroyer> conf(rd_kafka_conf_new());
   char errstr[512];
   for (const auto& [name, value] : properties) {
@@ -129,6 +131,7 @@ Result<Handle> make_handle(rd_kafka_type_t type, const KafkaProperties& properti
   rd_kafka_conf_set_log_cb(conf.get(), on_log);
   rd_kafka_conf_set_error_cb(conf.get(), error_cb);
   if (dr_cb != nullptr) rd_kafka_conf_set_dr_msg_cb(conf.get(), dr_cb);
+  if (rebalance_cb != nullptr) rd_kafka_conf_set_rebalance_cb(conf.get(), rebalance_cb);
   rd_kafka_conf_set_opaque(conf.get(), opaque);
   Handle rk(rd_kafka_new(type, conf.get(), errstr, sizeof errstr));
   if (!rk) {
@@ -553,19 +556,93 @@ Result<std::vector<Delivery>> KafkaProducer::produce(std::span<const Record> rec
 // ---------------------------------------------------------------------------------------------
 // Consumer
 
+namespace {
+
+Status commit_offsets(rd_kafka_t* rk, const KafkaSettings& settings,
+                      std::span<const KafkaOffset> offsets) {
+  if (offsets.empty()) return {};
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& o : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), settings.topic.c_str(), o.partition)->offset =
+        o.offset;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_commit(rk, list.get(), /*async=*/0);
+  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) err = list->elems[i].err;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  // A rebalance took the partitions, or is taking them: their new owner reads from the last
+  // commit, which at-least-once allows. Anything else is the coordinator being unreachable.
+  bool passing = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+                 err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                 err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE ||
+                 err == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST;
+  return fail(passing ? Failure::server_busy : Failure::connection_lost,
+              "committing offsets of '" + settings.topic + "' to " + settings.endpoint +
+                  " failed: " + rd_kafka_err2str(err));
+}
+
+}  // namespace
+
 struct KafkaConsumer::State {
   KafkaSettings settings;
   ClusterErrors errors;
+  KafkaRevokeHook revoke_hook;  // before rk: the close in ~State() may still call it
   Handle rk;
   bool subscribed = false;
 
   ~State() {
-    // Leaves the group cleanly so the partitions move to another member at once.
+    // Leaves the group cleanly so the partitions move to another member at once (the
+    // revoke hook runs first and commits what is safe).
     if (rk && subscribed) rd_kafka_consumer_close(rk.get());
   }
 
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
     note_error(static_cast<State*>(opaque)->errors, rk, err, reason);
+  }
+
+  // Runs inside rd_kafka_consumer_poll() and rd_kafka_consumer_close(). With a rebalance
+  // callback installed, assigning and unassigning is ours to do.
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
+    auto* self = static_cast<State*>(opaque);
+    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+    rd_kafka_error_t* error = nullptr;
+    rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (cooperative) {
+        error = rd_kafka_incremental_assign(rk, parts);
+      } else {
+        assign_err = rd_kafka_assign(rk, parts);
+      }
+    } else {
+      if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && self->revoke_hook) {
+        std::vector<int32_t> revoked;
+        for (int i = 0; i < parts->cnt; ++i) {
+          if (self->settings.topic == parts->elems[i].topic) {
+            revoked.push_back(parts->elems[i].partition);
+          }
+        }
+        bool lost = rd_kafka_assignment_lost(rk) != 0;
+        auto safe = self->revoke_hook(revoked, lost);
+        if (!lost) {
+          if (auto st = commit_offsets(rk, self->settings, safe); !st) {
+            log_warning(st.error().message + " (on revocation: those records will be read again)");
+          }
+        }
+      }
+      if (cooperative) {
+        error = rd_kafka_incremental_unassign(rk, parts);
+      } else {
+        assign_err = rd_kafka_assign(rk, nullptr);
+      }
+    }
+    if (error != nullptr) {
+      log_warning("consuming from " + self->settings.endpoint + ": rebalance: " +
+                  rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    } else if (assign_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      log_warning("consuming from " + self->settings.endpoint + ": rebalance: " +
+                  rd_kafka_err2str(assign_err));
+    }
   }
 };
 
@@ -586,7 +663,7 @@ Result<KafkaConsumer> KafkaConsumer::connect(const KafkaSettings& settings) {
   auto state = std::make_unique<State>();
   state->settings = settings;
   auto rk = make_handle(RD_KAFKA_CONSUMER, kafka_consumer_properties(settings), settings.endpoint,
-                        state.get(), &State::on_error, nullptr);
+                        state.get(), &State::on_error, nullptr, &State::on_rebalance);
   if (!rk) return rk.error();
   state->rk = std::move(*rk);
   if (auto st = check_cluster(state->rk.get(), settings.topic, state->errors, settings); !st) {
@@ -659,6 +736,12 @@ Status KafkaConsumer::store(const KafkaMessage& message) {
   }
   return {};
 }
+
+Status KafkaConsumer::commit(std::span<const KafkaOffset> offsets) {
+  return commit_offsets(state_->rk.get(), state_->settings, offsets);
+}
+
+void KafkaConsumer::on_revoke(KafkaRevokeHook hook) { state_->revoke_hook = std::move(hook); }
 
 Status KafkaConsumer::commit() {
   rd_kafka_resp_err_t err = rd_kafka_commit(state_->rk.get(), nullptr, /*async=*/0);

@@ -2,6 +2,8 @@
 // (docs/architecture.md, "Nothing lost").
 #include <envkit/durable_file.hpp>
 
+#include <envkit/posix.hpp>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,22 +21,6 @@ namespace {
 // not to matter next to the data a command holds anyway.
 constexpr size_t kBufferSize = 64 * 1024;
 
-// strerror() is not thread-safe; strerror_r() comes in a GNU and an XSI flavour, and these
-// two overloads accept whichever one the C library declares.
-[[maybe_unused]] const char* strerror_result(const char* gnu, const char*) { return gnu; }
-[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
-  return xsi == 0 ? buf : "unknown error";
-}
-
-std::string errno_text(int err) {
-  char buf[256] = {};
-  return strerror_result(strerror_r(err, buf, sizeof buf), buf);
-}
-
-Error system_error(const std::string& path, std::string_view what, int err, Exit code = Exit::io) {
-  return Error{code, path + ": " + std::string(what) + ": " + errno_text(err)};
-}
-
 /// The directory holding `path`, as a path usable with open(): "." when it has no slash.
 std::string parent_of(const std::string& path) {
   size_t slash = path.find_last_of('/');
@@ -42,29 +28,6 @@ std::string parent_of(const std::string& path) {
   size_t end = slash;
   while (end > 0 && path[end - 1] == '/') --end;
   return end == 0 ? "/" : path.substr(0, end);
-}
-
-/// Writes all of `data`, retrying short writes and EINTR. Returns 0 or an errno value.
-int write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    // A regular file never accepts zero bytes of a non-empty write; do not spin if one does.
-    if (n == 0) return EIO;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return 0;
-}
-
-int fsync_retrying(int fd) {
-  int rc;
-  do {
-    rc = ::fsync(fd);
-  } while (rc != 0 && errno == EINTR);
-  return rc == 0 ? 0 : errno;
 }
 
 bool is_directory(const std::string& path) {

@@ -21,7 +21,8 @@ std::string env_name_for(const std::string& option) {
 
 // Options that make no sense from the environment or a file.
 bool command_line_only(const std::string& name) {
-  return name == "help" || name == "version" || name == "verbose";
+  // --check-config from a stray ENVKIT_CHECK_CONFIG would make a daemon exit at once.
+  return name == "help" || name == "version" || name == "verbose" || name == "check-config";
 }
 
 bool is_command_name(const std::string& key) {
@@ -149,7 +150,10 @@ OptionParser::OptionParser(CommandInfo info)
       "log more to stderr (repeat for more)")("quiet,q", po::bool_switch(&quiet_),
                                               "log errors only (for cron)")(
       "log-format", po::value<std::string>(&log_format_)->value_name("FMT"),
-      "stderr log format: text (default) or json")("help", "print this help and exit")(
+      "stderr log format: text (default) or json")(
+      "check-config", po::bool_switch(&check_only_),
+      "check options, URLs and input files as a run would, connect to nothing, print nothing; "
+      "exit 0 if all is well")("help", "print this help and exit")(
       "version", "print the version and exit");
 }
 
@@ -286,7 +290,27 @@ Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std:
     connection_out_->connect_timeout = connect_timeout_.value;
     connection_out_->io_timeout = io_timeout_.value;
   }
+  if (check_only_) {
+    if (auto st = check_named_files(); !st) return st.error();
+    return ParseOutcome::check_only;
+  }
   return ParseOutcome::run;
+}
+
+// The files the shared options name are read when a run connects; --check-config reads
+// them now (the --config file has been read already).
+Status OptionParser::check_named_files() const {
+  if (!has_connection_) return {};
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const char* name : {"tls-ca", "tls-cert", "tls-key", "password-file"}) {
+    auto it = vm_.find(name);
+    if (it != vm_.end() && !it->second.empty()) files.emplace_back(name, it->second.as<std::string>());
+  }
+  for (const auto& [option, path] : files) {
+    std::ifstream in(path);
+    if (!in) return Error{Exit::no_input, path + ": cannot read the --" + option + " file"};
+  }
+  return {};
 }
 
 Status OptionParser::load_config_file(const po::options_description& all, po::variables_map& vm) {

@@ -4,6 +4,7 @@
 
 #include <microhttpd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/log.hpp>
 #include <envkit/socket.hpp>
 
@@ -406,10 +408,8 @@ void HttpServer::Impl::shutdown(std::chrono::milliseconds deadline) {
     }
     MHD_stop_daemon(daemon);  // closes every connection; completes every request
     daemon = nullptr;
-  } else if (listen_fd >= 0) {
-    ::close(listen_fd);  // never handed over: start() failed after binding
   }
-  listen_fd = -1;
+  listen_fd = -1;  // the daemon's, closed by it or by us after quiescing
 
   {
     std::lock_guard lock(connections_mutex);
@@ -442,7 +442,7 @@ void HttpServer::stop(std::chrono::milliseconds deadline) {
 
 Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, HttpHandler handler,
                                      HttpServerOptions options) {
-  if (!handler) return Error{Exit::software, "http server: no handler"};
+  if (!handler) return fail(Failure::internal, "http server: no handler");
   if (options.workers == 0) options.workers = 1;
   if (options.io_threads == 0) options.io_threads = 1;
   if (options.max_connections == 0) options.max_connections = 1;
@@ -481,13 +481,24 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
   }
   impl->sweeper = std::thread([raw = impl.get()] { raw->run_sweeper(); });
 
+  // Whether a failed MHD_start_daemon closes the socket it was given depends on where it
+  // failed. A duplicate kept meanwhile keeps the socket alive, so the descriptor, if still
+  // open, is still our socket (same inode) and can be closed without hitting another's.
+  int kept = ::dup(impl->listen_fd);
   impl->daemon = MHD_start_daemon(flags, 0, nullptr, nullptr, &Impl::on_request, impl.get(),
                                   MHD_OPTION_ARRAY, items.data(), MHD_OPTION_END);
   if (impl->daemon == nullptr) {
     std::string where = impl->address;
+    struct stat given{}, ours{};
+    if (kept >= 0 && ::fstat(impl->listen_fd, &given) == 0 && ::fstat(kept, &ours) == 0 &&
+        given.st_ino == ours.st_ino && given.st_dev == ours.st_dev) {
+      ::close(impl->listen_fd);
+    }
+    if (kept >= 0) ::close(kept);
     impl->shutdown(std::chrono::milliseconds(0));
-    return Error{Exit::software, "http server on " + where + ": libmicrohttpd would not start"};
+    return fail(Failure::internal, "http server on " + where + ": libmicrohttpd would not start");
   }
+  if (kept >= 0) ::close(kept);
   log_debug("http server: listening on " + impl->address);
   return HttpServer(std::move(impl));
 }
@@ -495,8 +506,8 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
 Result<HttpServer> HttpServer::start(const Url& url, HttpHandler handler,
                                      HttpServerOptions options) {
   if (url.scheme != "http" || url.hosts.size() != 1) {
-    return Error{Exit::usage, "http server: cannot listen on '" + url.redacted() +
-                                  "': expected http://HOST:PORT"};
+    return fail(Failure::usage, "http server: cannot listen on '" + url.redacted() +
+                                  "': expected http://HOST:PORT");
   }
   return start(url.hosts[0].host, url.port_or_default(), std::move(handler), std::move(options));
 }

@@ -475,16 +475,16 @@ Result<Listener> Listener::bind(const std::string& host, uint16_t port, int back
   int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints, &raw);
   if (rc != 0) {
     std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
-    return Error{Exit::config, "listen on " + asked + ": cannot resolve host: " + why};
+    return fail(failure_from_gai(rc), "listen on " + asked + ": cannot resolve host: " + why);
   }
   std::unique_ptr<addrinfo, AddrinfoFreer> list(raw);
 
-  Error last{Exit::config, "listen on " + asked + ": no address to bind"};
+  Error last = fail(Failure::name_not_found, "listen on " + asked + ": no address to bind");
   for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
     std::string where = format_socket_address(ai->ai_addr);
     int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-      last = Error{Exit::unavailable, "listen on " + where + ": socket: " + std::strerror(errno)};
+      last = fail(Failure::internal, "listen on " + where + ": socket: " + std::strerror(errno));
       continue;
     }
     Listener listener(fd, port, where);
@@ -493,8 +493,10 @@ Result<Listener> Listener::bind(const std::string& host, uint16_t port, int back
     if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, backlog) != 0) {
       int err = errno;
       // A taken port may be free later; a foreign address or a privileged port will not be.
-      Exit code = err == EADDRINUSE ? Exit::unavailable : Exit::config;
-      last = Error{code, "listen on " + where + ": " + std::strerror(err)};
+      Failure kind = err == EADDRINUSE                  ? Failure::address_in_use
+                     : err == EACCES || err == EPERM    ? Failure::permission_denied
+                                                        : Failure::config;
+      last = fail(kind, "listen on " + where + ": " + std::strerror(err));
       continue;
     }
     sockaddr_storage bound{};

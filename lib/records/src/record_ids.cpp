@@ -26,4 +26,12 @@ std::string record_id(const JsonValue& record, std::string_view fallback) {
   return to_json(*id);
 }
 
+std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback) {
+  doc.SetNull();
+  doc.GetAllocator().Clear();  // the last record's values go
+  doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::string(fallback);
+  return record_id(doc, fallback);
+}
+
 }  // namespace envkit

@@ -26,6 +26,8 @@ Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url);
 /// redis://...?stream=S&group=G (a consumer group) or ?list=L (a reliable queue): see the
 /// registry's parameter text and redis_source.cpp.
 Result<std::unique_ptr<Source>> open_redis_source(const Url& url, const SourceOptions& options);
+/// http://HOST:PORT/PATH: HTTP ingest (records POSTed, answered once settled).
+Result<std::unique_ptr<Source>> open_http_source(const Url& url, const SourceOptions& options);
 /// "-" (stdin) or file:PATH, JSON Lines.
 Result<std::unique_ptr<Source>> open_stream_source(const Url& url);
 
@@ -83,5 +85,14 @@ std::string content_id(std::string_view text);
 /// The record's own id: its top-level `id` member (a string as it is, another value as JSON
 /// text), or `fallback` when it has none (or is not an object).
 std::string record_id(const JsonValue& record, std::string_view fallback);
+/// record_id() of the JSON text `text`, parsed into `doc` (reused between calls, so its
+/// memory is too): `fallback` when the text is not a JSON object or has no `id`.
+std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback);
+
+/// Connects and starts consuming ?queue= (which must exist). Errors: as
+/// AmqpConnection::connect and ::consume (Exit::config for a missing queue).
+Result<std::unique_ptr<Source>> open_amqp_source(const Url& url, const SourceOptions& options);
+/// Joins ?group= and subscribes to the topic. Errors: as KafkaConsumer::connect.
+Result<std::unique_ptr<Source>> open_kafka_source(const Url& url, const SourceOptions& options);
 
 }  // namespace envkit

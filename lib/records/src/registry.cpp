@@ -52,6 +52,7 @@ Result<std::unique_ptr<Source>> redis_source(const Url& url, const SourceOptions
 Result<std::unique_ptr<Sink>> mysql_sink(const Url& url, const SinkOptions& o) { return open_mysql_sink(url, o); }
 Result<std::unique_ptr<Sink>> redis_sink(const Url& url, const SinkOptions& o) { return open_redis_sink(url, o); }
 Result<std::unique_ptr<Sink>> http_sink(const Url& url, const SinkOptions& o) { return open_http_sink(url, o); }
+Result<std::unique_ptr<Source>> http_source(const Url& url, const SourceOptions& o) { return open_http_source(url, o); }
 
 // The table. Parameter texts are what man pages and --help show for each scheme.
 const Connector kConnectors[] = {
@@ -74,11 +75,24 @@ const Connector kConnectors[] = {
      "    (L:processing, or L:processing:NAME), LREM on ack, a retry back to L's tail; P first after a crash",
      "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]: "
      "{id} in TEMPLATE is the record's id, {NAME} its member NAME"},
-    {"http", nullptr, http_sink, "",
+    {"http", http_source, http_sink,
+     "http://HOST:PORT/PATH[?queue=N][&answer-within=MS][&workers=N][&max-body=BYTES]: HTTP ingest; "
+     "POST a JSON object or JSON Lines to PATH; answered 202 only once every sink holds every record, "
+     "400 when a record is bad (dead-lettered), 503 with Retry-After when the relay is full (queue: "
+     "10000 records waiting) or a record was not kept; the body has one JSON line per record "
+     "{id, result: accepted|rejected|retry, reason}",
      "http(s)://host/path[?batch=N]: POST, N records a request as a JSON array (1: an object)"},
-    {"amqp", nullptr, lazy_amqp_sink, "",
+    {"amqp", open_amqp_source, lazy_amqp_sink,
+     "amqp(s)://user@host/vhost?queue=Q[&prefetch=N]: an existing queue, manual acks after the "
+     "sinks (retry: nack and requeue; dead: ack once dead-lettered); deliveries from "
+     "x-delivery-count on quorum queues, else the redelivered flag (2: at least twice); "
+     "id: the message-id, else the `id` member, else sha256: of the body",
      "amqp(s)://user@host/vhost?queue=Q | ?exchange=X&routing-key=K: publisher confirms"},
-    {"kafka", nullptr, lazy_kafka_sink, "", "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
+    {"kafka", open_kafka_source, lazy_kafka_sink,
+     "kafka://b1,b2/topic?group=G: commits per partition up to the lowest unsettled offset; "
+     "retry: handed out again from memory, the commit held below it; deliveries counted by "
+     "this process; id: the message key, else the `id` member, else TOPIC-PARTITION@OFFSET",
+     "kafka://b1,b2/topic[?key=FIELD]: acks=all, idempotent producer"},
 };
 
 // Schemes that share a row: the TLS variant speaks the same protocol.

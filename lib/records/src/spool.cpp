@@ -1,6 +1,9 @@
 // The spool: records kept in checksummed, fsynced segment files until a sink has them.
 #include <envkit/spool.hpp>
 
+#include <envkit/exit_status.hpp>
+#include <envkit/posix.hpp>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -95,56 +98,8 @@ uint32_t get_u32(const char* p) {
 
 // ---- System calls as values.
 
-// strerror() is not thread-safe; these overloads accept either strerror_r() flavour.
-[[maybe_unused]] const char* strerror_result(const char* gnu, const char*) { return gnu; }
-[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
-  return xsi == 0 ? buf : "unknown error";
-}
-
-Error system_error(const std::string& path, std::string_view what, int err) {
-  char buf[256] = {};
-  return Error{Exit::io, path + ": " + std::string(what) + ": " +
-                             strerror_result(strerror_r(err, buf, sizeof buf), buf)};
-}
-
-/// Writes all of `data` at `offset`, retrying short writes and EINTR. Returns 0 or errno.
-int pwrite_all(int fd, std::string_view data, uint64_t offset) {
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;  // a regular file never takes zero bytes: do not spin
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += static_cast<uint64_t>(n);
-  }
-  return 0;
-}
-
-/// Reads up to `n` bytes at `offset`, stopping early only at end of file. Returns the
-/// count, or -errno.
-ssize_t pread_full(int fd, char* buf, size_t n, uint64_t offset) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::pread(fd, buf + got, n - got, static_cast<off_t>(offset + got));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
-  }
-  return static_cast<ssize_t>(got);
-}
-
-int fdatasync_retrying(int fd) {
-  int rc;
-  do {
-    rc = ::fdatasync(fd);
-  } while (rc != 0 && errno == EINTR);
-  return rc == 0 ? 0 : errno;
-}
+// System calls as values: envkit/posix.hpp (system_error, pwrite_all, pread_full,
+// fdatasync_retrying).
 
 /// "1.0 GiB": sizes in messages meant for people.
 std::string human_bytes(uint64_t n) {
@@ -406,25 +361,6 @@ uint64_t segment_seq(std::string_view name) {
 
 }  // namespace
 
-// ---- Spool::Fd
-
-Spool::Fd& Spool::Fd::operator=(Fd&& other) noexcept {
-  if (this != &other) {
-    reset();
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-Spool::Fd::~Fd() { reset(); }
-
-int Spool::Fd::release() noexcept { return std::exchange(fd_, -1); }
-
-void Spool::Fd::reset() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 // ---- Spool
 
 std::string Spool::segment_path(uint64_t seq) const {
@@ -444,23 +380,16 @@ Result<Spool> Spool::open(const std::string& dir, SpoolOptions options) {
   while (spool.dir_.size() > 1 && spool.dir_.back() == '/') spool.dir_.pop_back();
   spool.options_ = options;
 
-  // flock() rather than fcntl() locks: they belong to the open file, so a second Spool in
-  // the same process is refused too, and they vanish with the process however it dies.
-  std::string lock_path = spool.dir_ + "/lock";
-  spool.lock_fd_ = Fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (spool.lock_fd_.get() < 0) return system_error(lock_path, "open", errno);
-  if (::flock(spool.lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return system_error(lock_path, "lock", errno);
-    char pid[32] = {};
-    ssize_t n = pread_full(spool.lock_fd_.get(), pid, sizeof pid - 1, 0);
-    std::string holder = n > 0 ? " (pid " + std::string(pid, std::strcspn(pid, "\n")) + ")" : "";
-    return Error{Exit::temp_fail, "spool " + spool.dir_ + " is in use by another process" + holder +
-                                      ": " + lock_path + " is locked"};
+  // One process per spool: a second Spool, in this process or another, is refused.
+  auto lock = FileLock::acquire(spool.dir_ + "/lock");
+  if (!lock) {
+    Error e = lock.error();
+    if (e.code == exit_for(Failure::lock_held)) {
+      return fail(Failure::lock_held, "spool " + spool.dir_ + " is in use: " + e.message);
+    }
+    return e;
   }
-  // The holder's pid is only for the message above; the lock itself is the flock().
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(spool.lock_fd_.get(), 0) != 0) return system_error(lock_path, "truncate", errno);
-  if (int e = pwrite_all(spool.lock_fd_.get(), pid, 0)) return system_error(lock_path, "write", e);
+  spool.lock_.emplace(std::move(*lock));
 
   if (auto st = spool.load(); !st) return st.error();
   return spool;
@@ -518,7 +447,7 @@ Status Spool::load() {
     }
     bool last = i + 1 == seqs.size();
     std::string path = segment_path(seq);
-    Fd fd(::open(path.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC));
     if (fd.get() < 0) return system_error(path, "open", errno);
     uint64_t mark = seq == ack_seq ? std::max(ack_offset, kMagicSize) : kMagicSize;
     auto scan = scan_segment(fd.get(), path, last, mark, options_.fsync);
@@ -597,9 +526,9 @@ Status Spool::append(std::span<const Record> batch) {
 
   uint64_t seq = roll ? next_seq_ : segments_.back().seq;
   std::string path = segment_path(seq);
-  Fd created;
+  UniqueFd created;
   if (roll) {
-    created = Fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    created = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (created.get() < 0) return system_error(path, "create", errno);
     // open() applies the umask; the spool holds other people's data, so exactly 0600.
     if (::fchmod(created.get(), 0600) != 0) {
@@ -610,7 +539,7 @@ Status Spool::append(std::span<const Record> batch) {
   }
   if (!roll && write_fd_.get() < 0) {
     // The newest segment on open was removed (torn or consumed): append to the one before.
-    write_fd_ = Fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    write_fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
     if (write_fd_.get() < 0) return system_error(path, "open", errno);
   }
   int fd = roll ? created.get() : write_fd_.get();
@@ -662,7 +591,7 @@ Status Spool::open_reader(uint64_t seq) {
   read_fd_.reset();
   read_buf_ = ReadBuffer{};
   std::string path = segment_path(seq);
-  read_fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  read_fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (read_fd_.get() < 0) return system_error(path, "open", errno);
   read_fd_seq_ = seq;
   return {};

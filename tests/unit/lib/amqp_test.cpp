@@ -1,7 +1,10 @@
-// Unit tests for envkit/amqp.hpp (loopback only), and LiveAmqp* tests against a real broker.
+// Unit tests for envkit/amqp.hpp and the AMQP source (loopback only), and LiveAmqp* and
+// LiveSourceAmqp* tests against a real broker.
 #include <envkit/sinks.hpp>
 #include <envkit/amqp.hpp>
+#include <envkit/registry.hpp>
 #include "loopback.hpp"
+#include "source_testing.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_set>
@@ -989,6 +993,280 @@ TEST(LiveAmqp, ConnectionsClosedByTheBrokerLoseNothing) {
       "[ info     ] close_all_connections: %zu sent, %zu durable, %zu retry, %zu in queue\n", sent,
       durable.size(), retry, present.size());
   delete_queue(url, queue);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The AMQP source (envkit/source.hpp), opened through the registry.
+
+TEST(Amqp, SourceNeedsAQueue) {
+  auto source = open_source("amqp://127.0.0.1:1/%2f", test::source_options(short_timeouts()));
+  ASSERT_FALSE(source.ok());
+  EXPECT_EQ(source.error().code, Exit::usage);
+  EXPECT_NE(source.error().message.find("?queue="), std::string::npos) << source.error().message;
+}
+
+// The source for `query` on the live broker: ENVKIT_TEST_AMQP_URL, the password from
+// ENVKIT_AMQP_PASSWORD as any command would read it.
+// nullptr (the test failed) when it cannot be opened.
+std::unique_ptr<Source> live_source(const std::string& query) {
+  std::string text = std::getenv("ENVKIT_TEST_AMQP_URL");
+  text += (text.find('?') == std::string::npos ? "?" : "&") + query;
+  return test::open_test_source(text, live_options());
+}
+
+// How every source test ends: with the source gone, nothing is left in the queue (every
+// record was settled for good); then the queue goes.
+void expect_drained(std::unique_ptr<Source>& source, const Url& url, const std::string& queue) {
+  source.reset();
+  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
+  delete_queue(url, queue);
+}
+
+// Publishes `n` records to a new queue (declared by the sink, with `queue_args`) and
+// returns them.
+std::vector<Record> fill_queue(const Url& sink_url, size_t n, std::string_view prefix) {
+  auto sink = open_amqp_sink(sink_url, live_options());
+  EXPECT_TRUE(sink.ok()) << sink.error().message;
+  if (!sink.ok()) return {};
+  auto records = make_records(n, prefix);
+  auto d = (*sink)->write(records);
+  EXPECT_TRUE(d.ok()) << d.error().message;
+  if (d.ok()) {
+    for (const auto& x : *d) EXPECT_EQ(x.outcome, Outcome::durable) << x.error;
+  }
+  return records;
+}
+
+TEST(LiveSourceAmqp, ConsumeAndAckEmptiesTheQueue) {
+  std::string queue = unique_name("src-ack");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 50, "src-ack");
+  {
+    auto source = live_source("queue=" + queue + "&prefetch=16");
+    ASSERT_TRUE(source);
+    // The prefetch window holds: no more than 16 are out before some are acknowledged.
+    auto window = test::collect(*source, "src-ack", records.size(), milliseconds(1500));
+    EXPECT_EQ(window.size(), 16u);
+    std::vector<Received> got;
+    for (int round = 0; round < 10 && got.size() < records.size(); ++round) {
+      std::vector<Settlement> acks;
+      for (auto& r : window) {
+        acks.push_back({r.handle, Verdict::ack, ""});
+        got.push_back(std::move(r));
+      }
+      ASSERT_TRUE(source->settle(acks).ok());
+      window = test::collect(*source, "src-ack", std::min<size_t>(16, records.size() - got.size()),
+                             std::chrono::seconds(10));
+    }
+    ASSERT_EQ(got.size(), records.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].record.id, records[i].id) << "one consumer reads a queue in order";
+      EXPECT_EQ(got[i].record.json, records[i].json);
+      EXPECT_EQ(got[i].deliveries, 1u);
+    }
+    EXPECT_TRUE(source->commit().ok());
+  }
+  // Every record was acknowledged: none comes back when the connection is gone.
+  EXPECT_EQ(drain_ids(url, queue, 0), std::vector<std::string>{});
+  delete_queue(url, queue);
+}
+
+TEST(LiveSourceAmqp, NextReturnsAtMostMaxAndWaitsAtMostWait) {
+  std::string queue = unique_name("src-next");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 10, "src-next");
+  auto source = live_source("queue=" + queue + "&prefetch=100");
+  ASSERT_TRUE(source);
+  auto first = test::collect(*source, "src-next", 1, std::chrono::seconds(30), /*max=*/1);
+  ASSERT_EQ(first.size(), 1u);
+  auto rest = test::collect(*source, "src-next", 9, std::chrono::seconds(30), /*max=*/4);
+  ASSERT_EQ(rest.size(), 9u);
+  // Empty now: the wait is bounded by `wait`, not by the I/O timeout.
+  auto start = Clock::now();
+  auto none = source->next(10, milliseconds(300));
+  auto took = Clock::now() - start;
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->records.empty());
+  EXPECT_FALSE(none->end) << "a queue never ends";
+  EXPECT_GE(took, milliseconds(250));
+  EXPECT_LT(took, milliseconds(3000));
+  delete_queue(url, queue);
+}
+
+TEST(LiveSourceAmqp, UnackedRecordsComeBackRedeliveredWhenTheSourceGoes) {
+  std::string queue = unique_name("src-crash");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 3, "src-crash");
+  {
+    auto source = live_source("queue=" + queue);
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, "src-crash", 3);
+    ASSERT_EQ(got.size(), 3u);
+    test::settle_one(*source, got[0], Verdict::ack);
+    // Gone before the sinks answered for the other two: a crash, as far as the broker knows.
+  }
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto again = test::collect(*source, "src-crash", 2);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].record.id, records[1].id);
+  EXPECT_EQ(again[1].record.id, records[2].id);
+  for (const auto& r : again) {
+    EXPECT_EQ(r.deliveries, 2u) << "a classic queue says only: redelivered";
+    test::settle_one(*source, r, Verdict::ack);
+  }
+  expect_drained(source, url, queue);
+}
+
+TEST(LiveSourceAmqp, RetryRequeuesTheRecordAndDeadRemovesIt) {
+  std::string queue = unique_name("src-retry");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 3, "src-retry");
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-retry", 3);
+  ASSERT_EQ(got.size(), 3u);
+  test::settle_one(*source, got[0], Verdict::retry);
+  test::settle_one(*source, got[1], Verdict::ack);
+  test::settle_one(*source, got[2], Verdict::dead);
+  auto again = test::collect(*source, "src-retry", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].record.id, records[0].id);
+  EXPECT_EQ(again[0].record.json, records[0].json);
+  EXPECT_EQ(again[0].deliveries, 2u);
+  EXPECT_NE(again[0].handle, got[0].handle);
+  test::settle_one(*source, again[0], Verdict::ack);
+  // Retried once and acked, acked, dead: nothing is left.
+  expect_drained(source, url, queue);
+}
+
+TEST(LiveSourceAmqp, QuorumQueueCountsEveryDelivery) {
+  std::string queue = unique_name("src-quorum");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue + "&queue-arg.x-queue-type=quorum");
+  auto records = fill_queue(url, 1, "src-quorum");
+  {
+    auto source = live_source("queue=" + queue);
+    ASSERT_TRUE(source);
+    for (uint32_t n = 1; n <= 3; ++n) {
+      auto got = test::collect(*source, "src-quorum", 1);
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(got[0].deliveries, n) << "from x-delivery-count";
+      test::settle_one(*source, got[0], Verdict::retry);
+    }
+    auto got = test::collect(*source, "src-quorum", 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].deliveries, 4u);
+    // Dropped without a verdict: the broker counts that return too.
+  }
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-quorum", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].deliveries, 5u);
+  EXPECT_EQ(got[0].record.id, records[0].id);
+  test::settle_one(*source, got[0], Verdict::ack);
+  expect_drained(source, url, queue);
+}
+
+TEST(LiveSourceAmqp, SettlingTwiceIsRefusedAndCostsNothing) {
+  std::string queue = unique_name("src-twice");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 2, "src-twice");
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-twice", 2);
+  ASSERT_EQ(got.size(), 2u);
+  test::settle_one(*source, got[0], Verdict::ack);
+  Settlement twice{got[0].handle, Verdict::ack, ""};
+  auto st = source->settle(std::span(&twice, 1));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Exit::software) << st.error().message;
+  // The broker never saw the bad tag: the channel and the other delivery are fine.
+  test::settle_one(*source, got[1], Verdict::ack);
+  auto none = source->next(10, milliseconds(200));
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->records.empty());
+  expect_drained(source, url, queue);
+}
+
+// Without a message-id, the id is the body's `id` member, else a digest of the body: the
+// same on a redelivery, so a sink with a unique key absorbs the duplicate.
+TEST(LiveSourceAmqp, IdsWithoutAMessageIdComeFromTheBody) {
+  std::string queue = unique_name("src-ids");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto sink = open_amqp_sink(url, live_options());
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  std::vector<Record> records{{"", R"({"id":"order-7","n":1})"}, {"", R"({"n":2})"}};
+  ASSERT_TRUE((*sink)->write(records).ok());
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].record.id, "order-7");
+  EXPECT_EQ(got[1].record.id.rfind("sha256:", 0), 0u) << got[1].record.id;
+  test::settle_one(*source, got[0], Verdict::ack);
+  test::settle_one(*source, got[1], Verdict::retry);
+  auto again = test::collect(*source, "", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].record.id, got[1].record.id);
+  test::settle_one(*source, again[0], Verdict::ack);
+  expect_drained(source, url, queue);
+}
+
+TEST(LiveSourceAmqp, MissingQueueIsAConfigError) {
+  LIVE_URL_OR_SKIP(url, "queue=unused");
+  (void)url;
+  std::string text = std::getenv("ENVKIT_TEST_AMQP_URL");
+  auto source = open_source(text + "?queue=" + unique_name("src-missing"),
+                            test::source_options(live_options()));
+  ASSERT_FALSE(source.ok());
+  EXPECT_EQ(source.error().code, Exit::config) << source.error().message;
+}
+
+// The broker closes the connection (rabbitmqctl close_all_connections): next() says
+// unavailable, the next call reconnects, and what was out comes back; a late settlement of
+// a delivery from the lost connection is dropped, not sent as a tag of the new channel.
+TEST(LiveSourceAmqp, LostConnectionIsUnavailableAndWhatWasOutComesBack) {
+  std::string queue = unique_name("src-lost");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  const char* close_cmd = std::getenv("ENVKIT_TEST_AMQP_CLOSE_CMD");
+  if (close_cmd == nullptr || *close_cmd == '\0') {
+    GTEST_SKIP() << "set ENVKIT_TEST_AMQP_CLOSE_CMD (e.g. rabbitmqctl close_all_connections x)";
+  }
+  auto records = fill_queue(url, 2, "src-lost");
+  auto source = live_source("queue=" + queue);
+  ASSERT_TRUE(source);
+  auto got = test::collect(*source, "src-lost", 2);
+  ASSERT_EQ(got.size(), 2u);
+  test::settle_one(*source, got[0], Verdict::ack);
+  ASSERT_EQ(std::system(close_cmd), 0) << close_cmd;
+
+  // Bounded: the close arrives within the I/O timeout; nothing else is in the queue.
+  std::optional<Error> lost;
+  for (int i = 0; i < 30 && !lost; ++i) {
+    auto batch = source->next(10, milliseconds(500));
+    if (!batch.ok()) {
+      lost = batch.error();
+    } else {
+      EXPECT_TRUE(batch->records.empty());
+    }
+  }
+  ASSERT_TRUE(lost.has_value()) << "the source never noticed the closed connection";
+  EXPECT_EQ(lost->code, Exit::unavailable) << lost->message;
+
+  auto again = test::collect(*source, "src-lost", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].record.id, records[1].id);
+  EXPECT_EQ(again[0].deliveries, 2u);
+  EXPECT_GT(again[0].handle, got[1].handle) << "handles are never reused across connections";
+  // Settled after the reconnection: dropped (the broker requeued it), not an error, and not
+  // sent as tag 2 of the new channel, which the broker would answer by closing the channel.
+  test::settle_one(*source, got[1], Verdict::ack);
+  test::settle_one(*source, again[0], Verdict::ack);
+  auto none = source->next(10, milliseconds(300));
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->records.empty());
+  expect_drained(source, url, queue);
 }
 
 }  // namespace

@@ -167,6 +167,15 @@ TEST(FailureRows, ResolverUnavailable) {
   EXPECT_EQ(exit_for(failure_from_gai(EAI_AGAIN)), Exit::temp_fail);
 }
 
+// A server that cannot listen because the port is taken: Listener (and so HttpServer).
+TEST(FailureRows, AddressInUse) {
+  EXPECT_EQ(exit_for(Failure::address_in_use), Exit::unavailable);
+  test::LoopbackSocket taken(true);
+  auto listener = Listener::bind("127.0.0.1", taken.port());
+  ASSERT_FALSE(listener.ok());
+  EXPECT_EQ(listener.error().code, Exit::unavailable) << listener.error().message;
+}
+
 TEST(FailureRows, ConnectionRefused) {
   EXPECT_EQ(exit_for(Failure::connection_refused), Exit::unavailable);
   uint16_t port = closed_port();

@@ -219,6 +219,42 @@ TEST_F(Options, HelpAndVersionPrintToTheGivenStream) {
   EXPECT_EQ(out_.str(), std::string("sensor-push (envkit) ") + ENVKIT_VERSION + "\n");
 }
 
+TEST_F(Options, CheckConfigParsesEverythingThenSaysCheckOnly) {
+  auto r = parse({"--check-config", "--count", "3"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, ParseOutcome::check_only);
+  EXPECT_EQ(cfg_.count, 3);
+  EXPECT_EQ(out_.str(), "");
+  // Errors are the run's own.
+  r = parse({"--check-config", "--count", "many"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Exit::usage);
+  r = parse({"--check-config", "--config", write_config("bogus: 1\n")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Exit::config);
+  // The files the shared options name are read now, not at the first connection.
+  for (const char* option : {"--tls-ca", "--tls-cert", "--tls-key", "--password-file"}) {
+    r = parse({"--check-config", option, (dir_ / "missing").string()});
+    ASSERT_FALSE(r.ok()) << option;
+    EXPECT_EQ(r.error().code, Exit::no_input) << option;
+  }
+  // Without --check-config they are left to the run, as before.
+  r = parse({"--password-file", (dir_ / "missing").string()});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, ParseOutcome::run);
+}
+
+TEST_F(Options, CheckConfigOnlyFromTheCommandLine) {
+  setenv("ENVKIT_CHECK_CONFIG", "1", 1);
+  auto r = parse({});
+  unsetenv("ENVKIT_CHECK_CONFIG");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, ParseOutcome::run);
+  r = parse({"--config", write_config("check-config: true\n")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("unknown option 'check-config'"), std::string::npos);
+}
+
 TEST_F(Options, VerbosityAndQuiet) {
   ASSERT_TRUE(parse({"-vv"}).ok());
   EXPECT_EQ(log_settings().level, LogLevel::debug);

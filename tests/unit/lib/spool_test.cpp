@@ -423,7 +423,8 @@ TEST_F(SpoolTest, ASecondOpenerIsRefused) {
     auto second = Spool::open(dir_, {});
     ASSERT_FALSE(second.ok());
     EXPECT_EQ(second.error().code, Exit::temp_fail);
-    EXPECT_NE(second.error().message.find("spool " + dir_ + " is in use by another process (pid " +
+    EXPECT_NE(second.error().message.find("spool " + dir_ + " is in use: " + dir_ +
+                                          "/lock is locked by another process (pid " +
                                           std::to_string(::getpid()) + ")"),
               std::string::npos)
         << second.error().message;

@@ -34,7 +34,8 @@ struct AmqpWatchdogDeleter {
 };
 }  // namespace detail
 
-/// One x-argument of a queue declaration: "x-queue-type" = "quorum", "x-max-length" = 1000.
+/// One x-argument of a queue declaration ("x-queue-type" = "quorum", "x-max-length" = 1000),
+/// or one header of a delivered message ("x-delivery-count" = 2).
 using AmqpArgument = std::pair<std::string, std::variant<std::string, int64_t>>;
 
 /// What an amqp:// or amqps:// URL asks for, resolved against the command-wide options.
@@ -80,6 +81,14 @@ struct AmqpMessage {
   std::string exchange;
   std::string routing_key;
   bool redelivered = false;  ///< the broker delivered it before: a duplicate is possible
+  /// The message's headers table: integers (of any AMQP width) as int64_t, strings and
+  /// byte arrays as std::string; other kinds (nested tables, arrays, floats, booleans,
+  /// timestamps) are left out.
+  std::vector<AmqpArgument> headers;
+
+  /// The header `name` when it holds an integer: e.g. "x-delivery-count", which quorum
+  /// queues set on every redelivery (absent on the first delivery).
+  std::optional<int64_t> int_header(std::string_view name) const;
 };
 
 /// Bookkeeping of publisher confirms for one batch: which delivery tag belongs to which

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -116,6 +117,22 @@ struct KafkaMessage {
   int64_t timestamp_ms = -1;  ///< -1 when the broker gave none
 };
 
+/// A position in one partition of the consumer's topic. As Kafka counts committed offsets,
+/// `offset` is the next message to read: everything below it is done.
+struct KafkaOffset {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  bool operator==(const KafkaOffset&) const = default;
+};
+
+/// Called when the group takes partitions of the topic away from this consumer (a
+/// rebalance, or the consumer closing), before they go: returns the offsets that are safe
+/// to commit for them, which the consumer commits before letting go. `lost` means the
+/// partitions may already belong to another member (a session timed out): nothing is
+/// committed then, since an old offset could move the group's position back.
+using KafkaRevokeHook =
+    std::function<std::vector<KafkaOffset>(std::span<const int32_t> partitions, bool lost)>;
+
 /// A group consumer subscribed to the URL's topic, at-least-once: nothing is committed
 /// automatically; the caller marks messages done (store) once the sink has them, and
 /// commit() makes the marks durable in the group. Not thread-safe: one per thread.
@@ -138,6 +155,15 @@ class KafkaConsumer {
   Status store(const KafkaMessage& message);
   /// Commits every stored offset, waiting for the group coordinator (synchronous).
   Status commit();
+  /// Commits exactly these offsets of the topic (nothing else), synchronously. Errors:
+  /// connection_lost (no coordinator), server_busy (a rebalance is under way or the
+  /// partition is no longer ours: it will be read again by its new owner).
+  Status commit(std::span<const KafkaOffset> offsets);
+
+  /// Installs the hook run on every revocation (rebalance, close), from inside next() or
+  /// the destructor, on the caller's thread. The consumer assigns and unassigns partitions
+  /// itself, with the eager or the cooperative protocol, whichever the group uses.
+  void on_revoke(KafkaRevokeHook hook);
 
   const std::string& endpoint() const;
   rd_kafka_s* handle() const;

@@ -21,6 +21,7 @@ enum class Failure {
   connection_refused,    ///< nothing listens at the address
   unreachable,           ///< no route, or no answer while connecting
   connection_lost,       ///< the peer reset or closed the connection mid-way
+  address_in_use,        ///< the address to listen on is taken by another socket
   io_timeout,            ///< connected, then no answer within the I/O timeout
   server_busy,           ///< the server is there but overloaded, locked or read-only
   wrong_protocol,        ///< the peer does not speak the protocol expected
@@ -55,7 +56,7 @@ struct FailureRow {
 //   66 EX_NOINPUT     an input file the operator named is missing or unreadable.
 //   74 EX_IOERR       a local disk said no.
 //   70 EX_SOFTWARE    a bug: report it.
-inline constexpr std::array<FailureRow, 20> kFailureTable{{
+inline constexpr std::array<FailureRow, 21> kFailureTable{{
     {Failure::usage, "usage", Exit::usage, "bad command line, URL or option"},
     // A configuration file says what the operator meant: only the operator can fix it.
     {Failure::config, "config", Exit::config, "bad configuration file or setting"},
@@ -75,6 +76,10 @@ inline constexpr std::array<FailureRow, 20> kFailureTable{{
     // that cannot be used now, as if it had refused.
     {Failure::connection_lost, "connection_lost", Exit::unavailable,
      "connection reset or closed by the peer"},
+    // A server of ours cannot listen because something else holds the port (often the
+    // previous instance, still stopping): the next start may find it free.
+    {Failure::address_in_use, "address_in_use", Exit::unavailable,
+     "the address to listen on is in use by another process"},
     // Once connected, silence means the server is there but slow: retry soon.
     {Failure::io_timeout, "io_timeout", Exit::temp_fail,
      "no answer within the I/O timeout after connecting"},

@@ -61,6 +61,13 @@ struct CommandInfo {
 enum class ParseOutcome {
   run,       ///< options are in place: run the command
   exit_now,  ///< --help or --version was printed: exit 0
+  /// --check-config: the options are in place and cross-checked, and the files named by the
+  /// shared options (--config, --tls-ca/--tls-cert/--tls-key, --password-file) are readable.
+  /// The command now checks the rest as a run would (URLs, their parameters and passwords,
+  /// its own input files), connects to nothing, writes nothing, prints nothing, and exits:
+  /// 0 when all is well, the error's status otherwise. A command must never treat this
+  /// outcome as `run`.
+  check_only,
 };
 
 /// Parses one command's options. The command adds its own options bound to the fields of its
@@ -89,7 +96,8 @@ class OptionParser {
   void allow_config_section(std::string key);
 
   /// Parses argv, then the ENVKIT_* environment, then the --config YAML file, applies the
-  /// logging options, and prints --help/--version to `out`. Errors: Exit::usage for the
+  /// logging options, and prints --help/--version to `out`. --check-config (command line
+  /// only) makes the outcome check_only once everything has parsed. Errors: Exit::usage for the
   /// command line and environment, Exit::no_input for a missing config file, Exit::config
   /// for a malformed one.
   Result<ParseOutcome> parse(int argc, const char* const* argv, std::ostream& out);
@@ -105,6 +113,7 @@ class OptionParser {
 
  private:
   Status load_config_file(const po::options_description& all, po::variables_map& vm);
+  Status check_named_files() const;
 
   CommandInfo info_;
   po::options_description own_;
@@ -118,6 +127,7 @@ class OptionParser {
   std::string config_path_;
   std::string log_format_ = "text";
   bool quiet_ = false;
+  bool check_only_ = false;
   bool has_connection_ = false;
   Duration connect_timeout_, io_timeout_;
   ConnectionOptions* connection_out_ = nullptr;

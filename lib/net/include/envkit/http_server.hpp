@@ -96,8 +96,8 @@ struct HttpServerOptions {
 class HttpServer {
  public:
   /// Starts serving on `host`:`port` (port 0: the kernel picks; see port()). Errors name the
-  /// address: Exit::unavailable when the port is taken, Exit::config when the host is not
-  /// this machine's or does not resolve, Exit::software when libmicrohttpd will not start.
+  /// address, as Listener::bind's do (a port in use is address_in_use: Exit::unavailable);
+  /// Exit::software when libmicrohttpd will not start.
   static Result<HttpServer> start(const std::string& host, uint16_t port, HttpHandler handler,
                                   HttpServerOptions options = {});
   /// The same from a URL: http://HOST:PORT (path and query ignored; the port defaults to 80;

@@ -118,9 +118,10 @@ class Listener {
   /// Binds `host` (a numeric address or a name; empty: every interface) and `port` (0: the
   /// kernel picks a free one) and listens. SO_REUSEADDR is set, so a restart is not refused
   /// while old connections sit in TIME_WAIT (a port another socket listens on still is).
-  /// Errors name the address ("listen on 127.0.0.1:8080: address already in use"):
-  /// Exit::unavailable when the port is taken; Exit::config when the name does not resolve,
-  /// the address is not this host's, or the port needs privileges.
+  /// Errors name the address ("listen on 127.0.0.1:8080: Address already in use") and are
+  /// classified by envkit/exit_status.hpp: address_in_use (unavailable) when the port is
+  /// taken; permission_denied for a port that needs privileges; config for an address that
+  /// is not this host's; a name that does not resolve as getaddrinfo says (failure_from_gai).
   static Result<Listener> bind(const std::string& host, uint16_t port, int backlog = 511);
 
   Listener(Listener&& other) noexcept;

@@ -4,9 +4,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <envkit/posix.hpp>
 #include <envkit/result.hpp>
 #include <envkit/sink.hpp>
 
@@ -101,24 +103,6 @@ class Spool {
   const std::string& dir() const { return dir_; }
 
  private:
-  /// An open file descriptor, closed when destroyed.
-  class Fd {
-   public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd&& other) noexcept : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept;
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd();
-    int get() const { return fd_; }
-    int release() noexcept;
-    void reset() noexcept;
-
-   private:
-    int fd_ = -1;
-  };
-
   /// One segment file: its sequence number, valid size and how many records it holds.
   struct Segment {
     uint64_t seq = 0;
@@ -149,9 +133,9 @@ class Spool {
 
   std::string dir_;
   SpoolOptions options_;
-  Fd lock_fd_;
-  Fd write_fd_;  // the newest segment, segments_.back(), opened on first append
-  Fd read_fd_;   // the segment peek() last read from
+  std::optional<FileLock> lock_;  // held for the Spool's life
+  UniqueFd write_fd_;  // the newest segment, segments_.back(), opened on first append
+  UniqueFd read_fd_;   // the segment peek() last read from
   uint64_t read_fd_seq_ = 0;
   ReadBuffer read_buf_;            // bytes of that segment
   std::vector<Segment> segments_;  // oldest first; the oldest is never fully consumed
