@@ -250,10 +250,7 @@ class StreamSource : public Source {
       for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
         if (fields.elements[i].str == s_.field) rec.json = fields.elements[i + 1].str;
       }
-      doc_.SetNull();
-      doc_.GetAllocator().Clear();
-      doc_.Parse<rapidjson::kParseFullPrecisionFlag>(rec.json.data(), rec.json.size());
-      rec.id = doc_.HasParseError() ? entry_id : record_id(doc_, entry_id);
+      rec.id = record_id_of_text(doc_, rec.json, entry_id);
       return rec;
     }
     // The fields as members: a value that is JSON text of a number, true, false, null, an
@@ -430,10 +427,7 @@ class ListSource : public Source {
   void hand_out(std::string value, uint32_t deliveries, SourceBatch& batch) {
     Received r;
     r.deliveries = deliveries;
-    doc_.SetNull();
-    doc_.GetAllocator().Clear();
-    doc_.Parse<rapidjson::kParseFullPrecisionFlag>(value.data(), value.size());
-    r.record.id = doc_.HasParseError() ? content_id(value) : record_id(doc_, content_id(value));
+    r.record.id = record_id_of_text(doc_, value, content_id(value));
     r.record.json = value;
     r.handle = out_.add(Out{std::move(value), deliveries});
     batch.records.push_back(std::move(r));

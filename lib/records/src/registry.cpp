@@ -57,26 +57,22 @@ Result<std::unique_ptr<Source>> http_source(const Url& url, const SourceOptions&
 // The table. Parameter texts are what man pages and --help show for each scheme.
 const Connector kConnectors[] = {
     {"-", stream_source, stream_sink,
-     "- (stdin): JSON Lines, one record a line, to the end; id: the `id` member, else sha256: of the line; "
-     "a line that is not a JSON object is handed on as it is (sinks that parse reject it); "
-     "a retry is kept in memory and handed out again 1 s later",
+     "- (stdin): JSON Lines to the end; id: the id member, else sha256: of the line; a line that is "
+     "not an object is handed on for a sink or --require to reject; a retry comes again 1 s later",
      "- (stdout): JSON Lines, one record a line"},
-    {"file", stream_source, stream_sink, "file:PATH[?offset-file=OFF]: JSON Lines, read to the end, as - (stdin); with offset-file, "
-     "commit writes to OFF how many lines are settled and a later run starts after them",
+    {"file", stream_source, stream_sink,
+     "file:PATH[?offset-file=OFF]: as -; OFF keeps how many lines are settled, and a later run starts there",
      "file:PATH: JSON Lines, appended and fsynced a batch"},
     {"mysql", nullptr, mysql_sink, "",
      "mysql://user@host/db?table=T[&create=true]: multi-row idempotent inserts, one transaction a batch"},
     {"redis", redis_source, redis_sink,
-     "redis://host/0?stream=S&group=G[&consumer=NAME][&claim-idle=MS][&create=true][&field=F]: "
-     "a consumer group; XACK on ack and dead, a retry stays pending; at start this consumer's own "
-     "pending entries first, then XAUTOCLAIM of entries idle over claim-idle (30000) ms; "
-     "create=true makes the group (and stream) from the start of the stream; the record is the "
-     "entry's fields as members (JSON text of a non-string as that value, as the sink writes them), "
-     "or field F's text; id: the `id` member, else the entry id | "
-     "redis://host/0?list=L[&processing=P][&consumer=NAME]: a reliable queue, oldest first "
-     "(BLMOVE L P LEFT RIGHT); LREM P on ack and dead, a retry goes back to the tail of L; "
-     "at start what P holds is handed out first; P is L:processing, or L:processing:NAME with "
-     "consumer=NAME: one live consumer per P; id: the `id` member, else sha256: of the entry",
+     // Two forms; the line break keeps --help readable.
+     "redis://host/0?stream=S&group=G[&consumer=NAME][&claim-idle=MS][&create=true][&field=F]: consumer group;\n"
+     "    XACK after the sinks, a retry stays pending; first this consumer's own pending entries, then\n"
+     "    XAUTOCLAIM of entries idle over claim-idle (30000); create=true: the group, from the stream's start;\n"
+     "    record: the fields as members (as the sink writes them) or field F's text; id: id member, else entry id\n"
+     "  redis://host/0?list=L[&processing=P][&consumer=NAME]: reliable queue, oldest first; BLMOVE into P\n"
+     "    (L:processing, or L:processing:NAME), LREM on ack, a retry back to L's tail; P first after a crash",
      "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]: "
      "{id} in TEMPLATE is the record's id, {NAME} its member NAME"},
     {"http", http_source, http_sink,
