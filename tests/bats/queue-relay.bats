@@ -136,8 +136,9 @@ ids_of() { grep -o '"id":"[^"]*"' "$1" | cut -d'"' -f4 | sort; }
   for kill in 1 2 3 4 5; do
     queue-relay --from "$from" --to "$to" --batch 20 --exit-when-idle 5s 2>>"$BATS_TEST_TMPDIR/err" &
     pid=$!
-    # Killed at a random point of its progress: once a random share of the next sixth is stored.
-    target=$((kill * n / 6 + RANDOM % (n / 6)))
+    # Killed at a random point of its progress: once a random share of the next seventh is
+    # stored, so the last kill still lands well before the end.
+    target=$((kill * n / 7 + RANDOM % (n / 7)))
     deadline=$((SECONDS + 60))
     until (($(stored) >= target)) || ((SECONDS > deadline)); do sleep 0.05; done
     kill -KILL "$pid"
