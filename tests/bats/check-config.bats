@@ -158,8 +158,12 @@ YAML
   assert_output ''
   [[ -z $stderr ]]
   assert_not_exists out.jsonl dead.jsonl spool
-  run -64 queue-relay --check-config --from 'http://127.0.0.1/' --to -
-  assert_output --partial 'cannot read records from a http URL'
+  run -64 queue-relay --check-config --from 'mysql://w@127.0.0.1/iot?table=t' --to -
+  assert_output --partial 'cannot read records from a mysql URL'
+  # HTTP ingest is a source: checked, but nothing listens.
+  port=$(free_port)
+  run -0 queue-relay --check-config --from "http://127.0.0.1:$port/reports" --to -
+  ! curl -s -o /dev/null "http://127.0.0.1:$port/reports"
   run -64 queue-relay --check-config --from - --to 'redis://127.0.0.1/0'
   assert_output --partial 'name the key'
   run -64 queue-relay --check-config --from - --to - --bogus
