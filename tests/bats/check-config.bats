@@ -163,7 +163,8 @@ YAML
   # HTTP ingest is a source: checked, but nothing listens.
   port=$(free_port)
   run -0 queue-relay --check-config --from "http://127.0.0.1:$port/reports" --to -
-  ! curl -s -o /dev/null "http://127.0.0.1:$port/reports"
+  run curl -s -o /dev/null "http://127.0.0.1:$port/reports"
+  [ "$status" -eq 7 ]  # curl: could not connect
   run -64 queue-relay --check-config --from - --to 'redis://127.0.0.1/0'
   assert_output --partial 'name the key'
   run -64 queue-relay --check-config --from - --to - --bogus
