@@ -149,7 +149,9 @@ class HttpIngestSource final : public Source {
       w.end_object();
       body += w.take() + "\n";
     }
-    auto r = HttpReply::json(status, std::move(body));
+    HttpReply r;
+    r.status = status;
+    r.body = std::move(body);
     r.headers.push_back({"Content-Type", "application/x-ndjson"});
     if (retry) r.headers.push_back({"Retry-After", "1"});
     return r;
