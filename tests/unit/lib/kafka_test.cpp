@@ -987,16 +987,29 @@ TEST(LiveSourceKafka, RebalanceLosesNothingAndCommitsEverything) {
   EXPECT_TRUE(pending.empty()) << pending.size() << " unacknowledged records never came back";
   EXPECT_GT(to_b, 0u) << "the second member never got a partition";
 
-  // Both commit (a rebalance still settling may refuse once: try again, bounded).
-  for (Source* s : {a.get(), b.get()}) {
-    Status st = s->commit();
-    for (int i = 0; i < 20 && !st; ++i) {
+  // Both go on serving the group and committing until it holds every partition at its end.
+  // A revocation whose commit the coordinator refused (the mock cluster does, mid-rebalance;
+  // at-least-once allows it) hands those records to the next owner, which reads them again
+  // from the last commit and commits them itself: that can still be under way here.
+  auto all_committed = [&] {
+    for (int32_t p = 0; p < 3; ++p) {
+      if (committed_offset(t.bootstrap, t.group, t.topic, p) !=
+          high_watermark(t.bootstrap, t.topic, p)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto commit_deadline = Clock::now() + std::chrono::seconds(60);
+  bool done = false;
+  while (!done && Clock::now() < commit_deadline) {
+    for (Source* s : {a.get(), b.get()}) {
       auto batch = s->next(64, milliseconds(250));  // serves the group protocol
       ASSERT_TRUE(batch.ok()) << batch.error().message;
       for (const auto& r : batch->records) test::settle_one(*s, r, Verdict::ack);
-      st = s->commit();
+      (void)s->commit();  // refused while a rebalance settles: the next round tries again
     }
-    EXPECT_TRUE(st.ok()) << st.error().message;
+    done = all_committed();
   }
   for (int32_t p = 0; p < 3; ++p) {
     EXPECT_EQ(committed_offset(t.bootstrap, t.group, t.topic, p),
