@@ -1092,7 +1092,7 @@ class ReplSet:
                         ("primary", p.me if p else None), ("primaryApplied", len(p.oplog) if p else None),
                         ("members", members), ("armed", SON(self.trigger) if self.trigger else None)])
 
-    def control(self, cmd):
+    def control(self, cmd, asker):
         """{envkitRs: "status"} -> the set's state;
         {envkitRs: "stopPrimary", afterWrites: N, when: "beforeReply"|"beforeReplication"}
           stops the primary now (afterWrites 0), or at its N-th write after this: once the
@@ -1114,7 +1114,10 @@ class ReplSet:
                 p = self.primary
                 if p is None:
                     raise CommandError(10107, "NotWritablePrimary", "no primary to stop")
-                if after == 0:
+                if after == 0 and p is asker:
+                    # Stopping the member that answers: after its reply has gone out.
+                    threading.Timer(0.2, self.stop_member, (p, "stopPrimary")).start()
+                elif after == 0:
                     self.stop_member(p, "stopPrimary")
                 else:
                     self.trigger = {"after": after, "when": when}
@@ -1122,7 +1125,10 @@ class ReplSet:
                 return SON([("primary", p.me), ("afterWrites", after), ("when", when)])
         if what == "stop":
             m = self.member(cmd.get("host"))
-            self.stop_member(m, "stop")
+            if m is asker:
+                threading.Timer(0.2, self.stop_member, (m, "stop")).start()
+            else:
+                self.stop_member(m, "stop")
             return SON([("stopped", m.me)])
         if what == "start":
             host = cmd.get("host")
@@ -1312,7 +1318,7 @@ class Commands:
             raise CommandError(13, "Unauthorized", "envkitRs may only be run against the admin database")
         if self.s.rs is None:
             raise CommandError(76, "NoReplicationEnabled", "not running with --rs-ports")
-        return self.s.rs.control(req.cmd)
+        return self.s.rs.control(req.cmd, self.s)
 
     def cmd_envkitSleep(self, req):
         """Test-only: answers after N ms (at most 60000), for clients' timeout tests."""
@@ -2119,32 +2125,84 @@ class Server(socketserver.ThreadingTCPServer):
 
 def probe(target, timeout=2.0):
     """Sends one OP_MSG hello to HOST:PORT; True when it answers ok: 1."""
+    reply = command(target, SON([("hello", 1)]), timeout)
+    return reply is not None and reply.get("ok") == 1.0
+
+
+def command(target, cmd, timeout=2.0):
+    """Runs one admin command on HOST:PORT over OP_MSG: the reply, or None when none came."""
     host, _, port = target.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as s:
             s.settimeout(timeout)
-            body = bson.encode(SON([("hello", 1), ("$db", "admin")]))
+            body = bson.encode(SON(list(cmd.items()) + [("$db", "admin")]))
             payload = struct.pack("<IB", 0, 0) + body
             s.sendall(struct.pack("<iiii", 16 + len(payload), 1, 0, OP_MSG) + payload)
             header = b""
             while len(header) < 16:
                 chunk = s.recv(16 - len(header))
                 if not chunk:
-                    return False
+                    return None
                 header += chunk
             length = struct.unpack_from("<i", header)[0]
             if not 21 <= length <= MAX_MESSAGE:
-                return False
+                return None
             data = b""
             while len(data) < length - 16:
                 chunk = s.recv(length - 16 - len(data))
                 if not chunk:
-                    return False
+                    return None
                 data += chunk
-            reply = bson.decode(data[5:])
-            return reply.get("ok") == 1.0
+            return bson.decode(data[5:])
     except (OSError, ValueError, bson.InvalidBSON):
-        return False
+        return None
+
+
+def control(hosts, action, wait, timeout, field):
+    """--control: runs envkitRs ACTION on the first member of HOSTS that answers, then waits
+    (bounded by TIMEOUT s) for `wait`: "primary" (a primary other than the one the action
+    stopped or stepped down), "caught-up" (a primary, and every running member has applied
+    all it has). Prints the reply (or its FIELD) as JSON; 0 on success."""
+    from bson import json_util
+    deadline = time.monotonic() + timeout
+
+    def ask(cmd, order=hosts):
+        for h in order:
+            r = command(h, cmd, timeout=5.0)
+            if r is not None:
+                return r
+        return None
+    reply = ask(SON([("envkitRs", "status")]))
+    if action and reply is not None and reply.get("ok") == 1.0:
+        # An action goes to one running member, a secondary if there is one (a primary
+        # told to stop itself would drop the connection that asked), and is never resent.
+        running = [m["host"] for m in reply["members"] if m["up"]]
+        running.sort(key=lambda h: h == reply.get("primary"))
+        reply = command(running[0], json_util.loads(action), timeout=5.0) if running else None
+    if reply is None:
+        print("mongo_server: error: no member of %s answered" % ",".join(hosts), file=sys.stderr)
+        return 1
+    if reply.get("ok") != 1.0:
+        print("mongo_server: error: %s" % reply.get("errmsg"), file=sys.stderr)
+        return 1
+    gone = reply.get("steppedDown") or reply.get("stopped") or \
+        (reply.get("primary") if reply.get("afterWrites") == 0 else None)
+    pause = 0.02
+    while wait:
+        st = ask(SON([("envkitRs", "status")]))
+        if st is not None and st.get("primary") and st.get("primary") != gone:
+            if wait == "primary" or all(m["applied"] == st["primaryApplied"] for m in st["members"] if m["up"]):
+                break
+        if time.monotonic() > deadline:
+            print("mongo_server: error: no %s within %g s; last status: %s" % (
+                "new primary" if wait == "primary" else "caught-up set", timeout,
+                json_util.dumps(st) if st else "none"), file=sys.stderr)
+            return 1
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+    out = reply.get(field) if field else {k: v for k, v in reply.items() if not k.startswith("$") and k != "operationTime"}
+    print(out if isinstance(out, str) else json_util.dumps(out))
+    return 0
 
 
 def serve_replica_set(args, ports):
@@ -2200,9 +2258,16 @@ def main(argv):
     ap.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE)
     ap.add_argument("--no-snapshot", action="store_true", help="reject readConcern level snapshot")
     ap.add_argument("--probe", metavar="HOST:PORT", help="exit 0 when a server at HOST:PORT answers hello")
+    ap.add_argument("--control", metavar="H:P,H:P,...", help="run an envkitRs command on a --rs-ports set")
+    ap.add_argument("--action", help="with --control: the envkitRs command as JSON (default: status)")
+    ap.add_argument("--wait", choices=("primary", "caught-up"), help="with --control: then wait for this")
+    ap.add_argument("--timeout", type=float, default=30.0, help="with --control --wait: seconds")
+    ap.add_argument("--field", help="with --control: print only this field of the reply")
     args = ap.parse_args(argv)
     if args.probe:
         return 0 if probe(args.probe) else 1
+    if args.control:
+        return control(args.control.split(","), args.action, args.wait, args.timeout, args.field)
     if not 16 < args.max_message_bytes <= MAX_MESSAGE:
         ap.error("--max-message-bytes must be in 17..%d" % MAX_MESSAGE)
     if (args.member or args.primary or args.rs_ports) and not args.replica_set:
