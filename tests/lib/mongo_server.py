@@ -675,6 +675,8 @@ class Cursor:
 
 # --- the server -------------------------------------------------------------------------
 
+# Errors after which a retryable write (one with txnNumber) is labelled RetryableWriteError.
+RETRYABLE_WRITE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
 WRITE_COMMANDS = {"insert", "update", "delete", "create", "drop", "dropDatabase", "createIndexes", "dropIndexes"}
 READ_COMMANDS = {"find", "getMore", "count", "aggregate", "listCollections", "listIndexes", "listDatabases", "distinct"}
 
@@ -953,7 +955,10 @@ class ReplSet:
         need = self._needed(req.cmd.get("writeConcern"))
         wc_error = self._await(m, entry, index, need, req.cmd.get("writeConcern"))
         if wc_error is not None:
+            m.write_log("%s writeConcernError %d %s" % (name, wc_error["code"], wc_error["errmsg"]))
             reply["writeConcernError"] = wc_error
+            if wc_error["code"] in RETRYABLE_WRITE_CODES and key is not None:
+                reply["errorLabels"] = ["RetryableWriteError"]
             return reply
         with self.lock:
             if self.trigger and self.writes >= self.trigger["after"] and self.trigger["when"] == "beforeReply":
@@ -987,8 +992,7 @@ class ReplSet:
                     raise MemberStopped()
                 if m is not self.primary:
                     return SON([("code", 189), ("codeName", "PrimarySteppedDown"),
-                                ("errmsg", "primary stepped down while waiting for replication"),
-                                ("errorLabels", ["RetryableWriteError"])])
+                                ("errmsg", "primary stepped down while waiting for replication")])
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return SON([("code", 64), ("codeName", "WriteConcernFailed"),
@@ -2093,6 +2097,9 @@ class Handler(socketserver.BaseRequestHandler):
         except CommandError as e:
             reply = SON([("ok", 0.0), ("errmsg", e.message), ("code", e.code), ("codeName", e.code_name)])
             reply.update(e.extra)
+            if e.code in RETRYABLE_WRITE_CODES and "txnNumber" in cmd:
+                # As mongod 4.4+: drivers retry a write only on errors labelled so.
+                reply["errorLabels"] = ["RetryableWriteError"]
             if not quiet:
                 self.state.write_log("conn%d %s %s %s error %d %s" % (self.conn_id, op, db, name, e.code, e.message))
         except (bson.InvalidBSON, bson.InvalidDocument, OverflowError, TypeError, ValueError, KeyError) as e:
