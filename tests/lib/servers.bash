@@ -1134,6 +1134,22 @@ _servers_mongo_script() {
   printf '%s\n' "${ENVKIT_SOURCE_DIR:-${BASH_SOURCE[0]%/*}/../..}/tests/lib/mongo_server.py"
 }
 
+# Sets the caller's dir, log, python and script for server NAME (its locals: bash's dynamic
+# scope), after checking that python has bson.
+_servers_mongo_prepare() {
+  local func=$1 name=$2
+  servers_init || return 1
+  dir=$ENVKIT_SERVERS_DIR/mongo.$name
+  log=$dir/server.log
+  python=$(_servers_mongo_python) || return 1
+  script=$(_servers_mongo_script)
+  if ! "$python" -c 'import bson' 2>/dev/null; then
+    echo "$func: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
+    return 1
+  fi
+  mkdir -p "$dir"
+}
+
 _servers_mongo_ready() {
   local python=$1 script=$2 port=$3
   _servers_listening "$port" && "$python" "$script" --probe "127.0.0.1:$port"
@@ -1186,16 +1202,8 @@ start_mongo() {
     return 0
   fi
 
-  servers_init || return 1
-  local dir=$ENVKIT_SERVERS_DIR/mongo.$name python script
-  local log=$dir/server.log
-  python=$(_servers_mongo_python) || return 1
-  script=$(_servers_mongo_script)
-  if ! "$python" -c 'import bson' 2>/dev/null; then
-    echo "start_mongo: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
-    return 1
-  fi
-  mkdir -p "$dir" || return 1
+  local dir python script log
+  _servers_mongo_prepare start_mongo "$name" || return 1
 
   local pid port
   pid=$(_servers_read_pid "$dir/pid")
@@ -1365,16 +1373,8 @@ start_mongo_rs() {
     return 0
   fi
 
-  servers_init || return 1
-  local dir=$ENVKIT_SERVERS_DIR/mongo.$name python script
-  local log=$dir/server.log
-  python=$(_servers_mongo_python) || return 1
-  script=$(_servers_mongo_script)
-  if ! "$python" -c 'import bson' 2>/dev/null; then
-    echo "start_mongo_rs: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
-    return 1
-  fi
-  mkdir -p "$dir" || return 1
+  local dir python script log
+  _servers_mongo_prepare start_mongo_rs "$name" || return 1
 
   local pid ports hosts port attempt started=0 settled
   pid=$(_servers_read_pid "$dir/pid")
