@@ -11,6 +11,8 @@ client sent (fields an update touches are re-encoded).
 Usage: mongo_server.py [--port N] [--host H] [--replica-set NAME [--member H:P]...
         [--state primary|secondary|startup] [--primary H:P]] [--pidfile F] [--log F]
         [--max-message-bytes N] [--no-snapshot]
+       mongo_server.py --replica-set NAME --rs-ports P1,P2,P3 [--election-delay-ms N]
+        [--repl-delay-ms N] [--unsafe-early-majority-ack] [--pidfile F] [--log F]
        mongo_server.py --probe HOST:PORT   (exit 0 when a server there answers hello)
 With --port 0 the chosen port is printed on stdout ("port N").
 
@@ -31,7 +33,25 @@ electionId (grows with wall-clock time at each promotion, so a later primary alw
 topologyVersion (bumped on every state change; awaitable hellos wake at once). A secondary
 or starting member answers writes with NotWritablePrimary (10107) and reads without a
 non-primary read preference (or OP_QUERY's secondaryOk flag) with NotPrimaryNoSecondaryOk
-(13435). Members do not replicate to each other: each has its own data.
+(13435). Members started one per process (--member) do not replicate to each other: each
+has its own data, and envkitSetState moves roles by hand.
+
+A replicating set (--rs-ports): one process serves every member, one port each, each with
+its own data. The primary appends each write command to an oplog; secondaries replay it in
+order (after --repl-delay-ms). Write concern is honoured: w: majority (the default, as in
+MongoDB 5.0+) or w: N is answered once that many members hold the write (wtimeout gives
+WriteConcernFailed 64; a step-down while waiting gives writeConcernError
+PrimarySteppedDown 189). Retryable writes: (lsid, txnNumber) of each write is replicated
+with it, and a retried write is answered from that table, not applied twice. When the
+primary stops, the running member with the newest oplog is elected after
+--election-delay-ms (default 500) if a majority runs: new term, larger electionId,
+topologyVersion bumped on every member. A stopped member's port is closed and its
+connections dropped; started again it rejoins as a secondary, rolls back writes the
+primary lacks and catches up. The test-only admin command envkitRs (any member answers)
+controls the set: status, stopPrimary (now, or at the N-th next write before its reply or
+before any replication), stop/start HOST:PORT, stepDown (ReplSet.control says how).
+--unsafe-early-majority-ack is broken on purpose: w > 1 is acknowledged at once, so a test
+can show that its loss check catches a server that lies.
 
 Snapshots: every write advances a cluster time (Timestamp: seconds, counter), returned as
 operationTime and $clusterTime. A find/aggregate with readConcern {level: "snapshot"}
@@ -44,11 +64,12 @@ Every cursor, snapshot or not, holds its result as of the command, so documents 
 after a find started are never seen through its getMores.
 
 Accepted and ignored: lsid, $clusterTime, $readPreference (except for a
-secondary's secondaryOk check), txnNumber, writeConcern, apiVersion, and find's hint,
+secondary's secondaryOk check), txnNumber and writeConcern (except in --rs-ports sets),
+apiVersion, and find's hint,
 maxTimeMS, comment, allowDiskUse, noCursorTimeout, collation.
 
 What it does not do: authentication, TLS, compression, transactions, retryable-write
-bookkeeping, replication between members, write concern, $elemMatch, $expr,
+bookkeeping, replication and write concern outside --rs-ports sets, $elemMatch, $expr,
 $text, geo, text/hashed index semantics (indexes are stored and listed; only `unique`
 (whole value, not multikey, no sparse/partial) is enforced), aggregation beyond the stages
 above, change streams, findAndModify. Updates re-encode the fields they touch through
@@ -654,13 +675,16 @@ class Cursor:
 
 # --- the server -------------------------------------------------------------------------
 
+# Errors after which a retryable write (one with txnNumber) is labelled RetryableWriteError.
+RETRYABLE_WRITE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
 WRITE_COMMANDS = {"insert", "update", "delete", "create", "drop", "dropDatabase", "createIndexes", "dropIndexes"}
 READ_COMMANDS = {"find", "getMore", "count", "aggregate", "listCollections", "listIndexes", "listDatabases", "distinct"}
 
 
 class MongoState:
-    def __init__(self, args, port):
+    def __init__(self, args, port, rs=None):
         self.args = args
+        self.rs = rs  # the ReplSet this member belongs to (--rs-ports), else None
         self.store = Store()
         self.cursors = {}
         self.cursor_lock = threading.Lock()
@@ -675,8 +699,18 @@ class MongoState:
         self.set_version = 1
         self.connection_ids = itertools.count(1)
         self.log_lock = threading.Lock()
-        self.log = open(args.log, "a", buffering=1) if args.log else None
+        self.log = rs.log if rs else (open(args.log, "a", buffering=1) if args.log else None)
+        if rs:
+            self.log_lock = rs.log_lock
         self.started = time.time()
+        # --rs-ports members: what they replicated, the retryable-write table, whether the
+        # member runs (a stopped one keeps its data, as a stopped mongod keeps its files).
+        self.oplog = []       # Entry objects, shared with the members that applied them
+        self.sessions = {}    # (lsid id, txnNumber) -> (reply, oplog index)
+        self.up = True
+        self.server = None
+        self.conns = set()
+        self.closer = None
 
     @staticmethod
     def _new_election_id():
@@ -685,16 +719,18 @@ class MongoState:
 
     def write_log(self, line):
         if self.log:
+            if self.rs:
+                line = "%s %s" % (self.me, line)
             with self.log_lock:
                 self.log.write("%s %s\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), line))
 
     def topology_version(self):
         return SON([("processId", self.process_id), ("counter", Int64(self.counter))])
 
-    def set_state(self, state, primary=None):
+    def set_state(self, state, primary=None, election_id=None):
         with self.cond:
-            if state == "primary" and self.state != "primary":
-                self.election_id = self._new_election_id()
+            if state == "primary" and (self.state != "primary" or election_id is not None):
+                self.election_id = election_id or self._new_election_id()
             self.state = state
             self.primary_hint = primary
             self.counter += 1
@@ -703,7 +739,7 @@ class MongoState:
     def wait_topology_change(self, tv, max_wait_ms):
         deadline = time.monotonic() + min(max(max_wait_ms, 0), 60000) / 1000.0
         with self.cond:
-            while self._same_topology(tv) and not SHUTDOWN.is_set():
+            while self._same_topology(tv) and not SHUTDOWN.is_set() and self.up:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -741,10 +777,13 @@ class MongoState:
                 if writable:
                     reply["electionId"] = self.election_id
                 ts = self.store.cluster_time()
+                term = 1
+                if self.rs and self.oplog:
+                    ts, term = self.oplog[-1].ts, self.oplog[-1].term
                 reply["lastWrite"] = SON([
-                    ("opTime", SON([("ts", ts), ("t", Int64(1))])),
+                    ("opTime", SON([("ts", ts), ("t", Int64(term))])),
                     ("lastWriteDate", datetime.datetime.fromtimestamp(ts.time, datetime.timezone.utc)),
-                    ("majorityOpTime", SON([("ts", ts), ("t", Int64(1))])),
+                    ("majorityOpTime", SON([("ts", ts), ("t", Int64(term))])),
                     ("majorityWriteDate", datetime.datetime.fromtimestamp(ts.time, datetime.timezone.utc)),
                 ])
             else:
@@ -760,6 +799,362 @@ class MongoState:
             reply["readOnly"] = False
             reply["ok"] = 1.0
             return reply
+
+
+# --- replica sets (--rs-ports): several members in this process -------------------------
+
+class MemberStopped(Exception):
+    """The member serving this connection was stopped: the connection closes, unanswered."""
+
+
+class Entry:
+    """One write command in the oplog: what the primary ran, replayed as is by the others."""
+    __slots__ = ("term", "name", "req", "ids", "session", "ts", "at")
+
+    def __init__(self, term, name, req, ids, session, ts):
+        self.term, self.name, self.req, self.ids, self.session, self.ts = term, name, req, ids, session, ts
+        self.at = time.monotonic()
+
+
+def _session_key(cmd):
+    """(lsid id, txnNumber) of a retryable write, else None."""
+    lsid, txn = cmd.get("lsid"), cmd.get("txnNumber")
+    if not isinstance(lsid, dict) or txn is None or isinstance(txn, bool) or not isinstance(txn, int):
+        return None
+    return (bytes(lsid.get("id", b"")), int(txn))
+
+
+class ReplSet:
+    """The members of one replica set, each on its own port with its own data.
+
+    Replication: the primary runs each write command under `lock`, appends it to its oplog
+    (with the ids it made up and the retryable-write key) and a replicator thread replays
+    the entries, in order, on every running secondary, after --repl-delay-ms. A write's
+    write concern (default w: majority, as MongoDB 5.0+) is answered once that many members
+    hold the entry. Elections: --election-delay-ms after the primary stops or steps down,
+    the running member with the most recent oplog (last term, then length) becomes primary
+    when a majority runs, in a new term (electionId). A member that comes back with entries
+    the new primary lacks rolls back (its data is rebuilt from the primary's oplog), as a
+    mongod does with writes no majority acknowledged.
+    """
+
+    def __init__(self, args, ports):
+        self.args = args
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.log_lock = threading.Lock()
+        self.log = open(args.log, "a", buffering=1) if args.log else None
+        self.members = []
+        for port in ports:
+            args_m = copy.copy(args)
+            args_m.member = ["%s:%d" % (args.host, p) for p in ports]
+            args_m.state = "secondary"
+            args_m.primary = None
+            self.members.append(MongoState(args_m, port, rs=self))
+        self.term = 0
+        self.primary = None
+        self.election_at = time.monotonic()  # the first election happens at once
+        self.ineligible = {}  # member -> monotonic time until which it cannot be elected
+        self.trigger = None   # armed stopPrimary: {"after": n, "when": ...}
+        self.writes = 0       # writes the current primary took since the trigger was armed
+        self.majority = len(self.members) // 2 + 1
+        self.appliers = {m: Commands(m) for m in self.members}
+
+    def log_line(self, line):
+        if self.log:
+            with self.log_lock:
+                self.log.write("%s rs %s\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), line))
+
+    # --- serving ---
+
+    def start_member(self, m):
+        """(Re)opens the member's port; it comes back as a secondary with its data."""
+        if m.closer is not None:
+            m.closer.join()
+            m.closer = None
+        server = Server((self.args.host, int(m.me.rpartition(":")[2])))
+        server.mongo = m
+        with self.lock:
+            m.server = server
+            m.up = True
+            m.process_id = ObjectId()
+            m.set_state("secondary", self.primary.me if self.primary else None)
+            self.cond.notify_all()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        m.write_log("member started")
+
+    def stop_member(self, m, why):
+        """Stops m as a killed mongod would stop: port closed, connections dropped."""
+        with self.lock:
+            if not m.up:
+                return
+            m.up = False
+            if m is self.primary:
+                self._lose_primary()
+            m.set_state("secondary", None)
+            server, conns = m.server, list(m.conns)
+            m.server = None
+            self.cond.notify_all()
+        m.write_log("member stopped: %s" % why)
+        self.log_line("stopped %s: %s" % (m.me, why))
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def close():
+            server.shutdown()
+            server.server_close()
+        m.closer = threading.Thread(target=close, daemon=True)
+        m.closer.start()
+
+    def _lose_primary(self):
+        self.primary = None
+        self.election_at = time.monotonic() + self.args.election_delay_ms / 1000.0
+        for other in self.members:
+            other.set_state(other.state if other.state != "primary" else "secondary", None)
+
+    # --- writes ---
+
+    def write(self, m, commands, name, handler, req):
+        key = _session_key(req.cmd)
+        with self.lock:
+            if m is not self.primary or not m.up:
+                raise CommandError(10107, "NotWritablePrimary", "not primary",
+                                   {"topologyVersion": m.topology_version()})
+            hit = m.sessions.get(key) if key else None
+            if hit is not None:
+                reply, index = copy.deepcopy(hit[0]), hit[1]
+                entry = m.oplog[index - 1]
+                m.write_log("retried write (txnNumber %d) answered from the session table" % key[1])
+            else:
+                commands.ids_out = []
+                try:
+                    reply, error = handler(req), None
+                except CommandError as e:
+                    reply, error = None, e
+                finally:
+                    ids, commands.ids_out = commands.ids_out, None
+                with m.store.lock:
+                    m.store.tick()
+                    ts = m.store.cluster_time()
+                entry = Entry(self.term, name, req, ids, key if error is None else None, ts)
+                m.oplog.append(entry)
+                index = len(m.oplog)
+                if entry.session:
+                    m.sessions[key] = (copy.deepcopy(reply), index)
+                self.cond.notify_all()
+                if error is not None:
+                    raise error
+                self.writes += 1
+                if self.trigger and self.writes >= self.trigger["after"] and self.trigger["when"] == "beforeReplication":
+                    self.trigger = None
+                    self.stop_member(m, "stopPrimary before replicating write %d" % index)
+                    raise MemberStopped()
+        need = self._needed(req.cmd.get("writeConcern"))
+        wc_error = self._await(m, entry, index, need, req.cmd.get("writeConcern"))
+        if wc_error is not None:
+            m.write_log("%s writeConcernError %d %s" % (name, wc_error["code"], wc_error["errmsg"]))
+            reply["writeConcernError"] = wc_error
+            if wc_error["code"] in RETRYABLE_WRITE_CODES and key is not None:
+                reply["errorLabels"] = ["RetryableWriteError"]
+            return reply
+        with self.lock:
+            if self.trigger and self.writes >= self.trigger["after"] and self.trigger["when"] == "beforeReply":
+                self.trigger = None
+                self.stop_member(m, "stopPrimary after write %d reached w:%d, before replying" % (index, need))
+                raise MemberStopped()
+        return reply
+
+    def _needed(self, wc):
+        w = wc.get("w", "majority") if isinstance(wc, dict) else "majority"
+        if w == "majority":
+            return self.majority
+        if isinstance(w, int) and not isinstance(w, bool):
+            if w > len(self.members):
+                raise CommandError(100, "UnsatisfiableWriteConcern", "Not enough data-bearing nodes")
+            return max(w, 1)
+        raise CommandError(79, "UnknownReplWriteConcern", "unknown write concern mode %r" % (w,))
+
+    def _holding(self, entry, index):
+        return sum(1 for m in self.members if len(m.oplog) >= index and m.oplog[index - 1] is entry)
+
+    def _await(self, m, entry, index, need, wc):
+        """None once `need` members hold the entry; a writeConcernError, or MemberStopped."""
+        if need <= 1 or self.args.unsafe_early_majority_ack:
+            return None
+        wtimeout = _int(wc, "wtimeout", 0, 0) if isinstance(wc, dict) else 0
+        deadline = time.monotonic() + (wtimeout / 1000.0 if wtimeout else 600)
+        with self.cond:
+            while self._holding(entry, index) < need:
+                if not m.up or SHUTDOWN.is_set():
+                    raise MemberStopped()
+                if m is not self.primary:
+                    return SON([("code", 189), ("codeName", "PrimarySteppedDown"),
+                                ("errmsg", "primary stepped down while waiting for replication")])
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return SON([("code", 64), ("codeName", "WriteConcernFailed"),
+                                ("errmsg", "waiting for replication timed out"),
+                                ("errInfo", SON([("wtimeout", True)]))])
+                self.cond.wait(min(left, 0.5))
+        return None
+
+    # --- the replicator and elections ---
+
+    def run(self):
+        while not SHUTDOWN.is_set():
+            with self.cond:
+                busy = self._elect() | self._replicate()
+                if not busy:
+                    self.cond.wait(0.05)
+
+    def _elect(self):
+        if self.primary is not None or time.monotonic() < self.election_at:
+            return False
+        now = time.monotonic()
+        running = [m for m in self.members if m.up]
+        if len(running) < self.majority:
+            return False
+        eligible = [m for m in running if self.ineligible.get(m, 0) <= now]
+        if not eligible:
+            return False
+        best = max(eligible, key=lambda m: ((m.oplog[-1].term, len(m.oplog)) if m.oplog else (0, 0), -self.members.index(m)))
+        self.term += 1
+        self.primary = best
+        self.writes = 0
+        election_id = ObjectId(b"\x7f\xff\xff\xff" + struct.pack(">q", self.term))
+        best.set_state("primary", None, election_id)
+        for other in self.members:
+            if other is not best:
+                other.set_state("secondary", best.me)
+        self.log_line("term %d: %s elected primary with %d entries" % (self.term, best.me, len(best.oplog)))
+        best.write_log("elected primary in term %d" % self.term)
+        self.cond.notify_all()
+        return True
+
+    def _replicate(self):
+        """Applies up to 200 entries to each running secondary; True when it did any."""
+        p = self.primary
+        if p is None:
+            return False
+        did = False
+        now = time.monotonic()
+        delay = self.args.repl_delay_ms / 1000.0
+        for m in self.members:
+            if m is p or not m.up:
+                continue
+            n = len(m.oplog)
+            if n and (n > len(p.oplog) or m.oplog[n - 1] is not p.oplog[n - 1]):
+                self._rollback(m, p)
+                n = 0
+                did = True
+            applier = self.appliers[m]
+            for entry in p.oplog[n:n + 200]:
+                if entry.at + delay > now:
+                    break
+                reply = applier.replay(entry)
+                m.oplog.append(entry)
+                if entry.session and reply is not None:
+                    m.sessions[entry.session] = (reply, len(m.oplog))
+                did = True
+        if did:
+            self.cond.notify_all()
+        return did
+
+    def _rollback(self, m, p):
+        common = 0
+        while common < min(len(m.oplog), len(p.oplog)) and m.oplog[common] is p.oplog[common]:
+            common += 1
+        dropped = len(m.oplog) - common
+        m.write_log("rollback: %d entries the primary %s lacks; rebuilding from its oplog" % (dropped, p.me))
+        self.log_line("%s rolls back %d entries" % (m.me, dropped))
+        with m.store.lock:
+            m.store.dbs = {}
+            m.store.snapshots.clear()
+        m.oplog = []
+        m.sessions = {}
+
+    # --- control ---
+
+    def member(self, host):
+        for m in self.members:
+            if m.me == host:
+                return m
+        raise bad_value("no member %r in this set (members: %s)" % (host, ", ".join(x.me for x in self.members)))
+
+    def status(self):
+        with self.lock:
+            p = self.primary
+            members = []
+            for m in self.members:
+                members.append(SON([("host", m.me), ("up", m.up),
+                                    ("state", ("PRIMARY" if m is p else "SECONDARY") if m.up else "DOWN"),
+                                    ("applied", len(m.oplog))]))
+            return SON([("set", self.args.replica_set), ("term", self.term),
+                        ("primary", p.me if p else None), ("primaryApplied", len(p.oplog) if p else None),
+                        ("members", members), ("armed", SON(self.trigger) if self.trigger else None)])
+
+    def control(self, cmd, asker):
+        """{envkitRs: "status"} -> the set's state;
+        {envkitRs: "stopPrimary", afterWrites: N, when: "beforeReply"|"beforeReplication"}
+          stops the primary now (afterWrites 0), or at its N-th write after this: once the
+          write reached its write concern and before the reply ("beforeReply": the client
+          must retry a write the new primary has), or before any member replicated it
+          ("beforeReplication": the new primary lacks it);
+        {envkitRs: "stop", host: H:P}; {envkitRs: "start"[, host: H:P]} (all stopped members);
+        {envkitRs: "stepDown"[, secs: S]}: the primary becomes a secondary, not electable
+          for S seconds (default 10), the others elect one of themselves."""
+        what = cmd.get("envkitRs")
+        if what == "status":
+            return self.status()
+        if what == "stopPrimary":
+            after = _int(cmd, "afterWrites", 0, 0)
+            when = cmd.get("when", "beforeReply")
+            if when not in ("beforeReply", "beforeReplication"):
+                raise bad_value("when must be 'beforeReply' or 'beforeReplication'")
+            with self.lock:
+                p = self.primary
+                if p is None:
+                    raise CommandError(10107, "NotWritablePrimary", "no primary to stop")
+                if after == 0 and p is asker:
+                    # Stopping the member that answers: after its reply has gone out.
+                    threading.Timer(0.2, self.stop_member, (p, "stopPrimary")).start()
+                elif after == 0:
+                    self.stop_member(p, "stopPrimary")
+                else:
+                    self.trigger = {"after": after, "when": when}
+                    self.writes = 0
+                return SON([("primary", p.me), ("afterWrites", after), ("when", when)])
+        if what == "stop":
+            m = self.member(cmd.get("host"))
+            if m is asker:
+                threading.Timer(0.2, self.stop_member, (m, "stop")).start()
+            else:
+                self.stop_member(m, "stop")
+            return SON([("stopped", m.me)])
+        if what == "start":
+            host = cmd.get("host")
+            started = []
+            for m in ([self.member(host)] if host else list(self.members)):
+                if not m.up:
+                    self.start_member(m)
+                    started.append(m.me)
+            return SON([("started", started)])
+        if what == "stepDown":
+            secs = _int(cmd, "secs", 10, 0)
+            with self.lock:
+                p = self.primary
+                if p is None:
+                    raise CommandError(10107, "NotWritablePrimary", "no primary to step down")
+                self.ineligible[p] = time.monotonic() + secs
+                self._lose_primary()
+                self.election_at = time.monotonic()
+                self.cond.notify_all()
+            self.log_line("%s stepped down" % p.me)
+            return SON([("steppedDown", p.me)])
+        raise bad_value("envkitRs: unknown action %r (status, stopPrimary, stop, start, stepDown)" % (what,))
 
 
 SHUTDOWN = threading.Event()
@@ -805,6 +1200,28 @@ class Commands:
     def __init__(self, state):
         self.s = state
         self.store = state.store
+        # Ids the server makes up (a missing _id, an upsert's _id) go into the oplog entry,
+        # so that members replaying the write make the same ones.
+        self.ids_out = None
+        self.ids_in = None
+
+    def _new_id(self):
+        if self.ids_in:
+            return self.ids_in.popleft()
+        oid = ObjectId()
+        if self.ids_out is not None:
+            self.ids_out.append(oid)
+        return oid
+
+    def replay(self, entry):
+        """Applies an oplog entry the primary wrote; the reply (None when it failed)."""
+        self.ids_in = collections.deque(entry.ids)
+        try:
+            return getattr(self, "cmd_" + entry.name)(entry.req)
+        except CommandError:
+            return None
+        finally:
+            self.ids_in = None
 
     def run(self, req):
         cmd = req.cmd
@@ -818,12 +1235,15 @@ class Commands:
         if handler is None:
             raise CommandError(59, "CommandNotFound", "no such command: '%s'" % name)
         self._check_state(canonical, req)
-        reply = handler(req)
+        if self.s.rs is not None and canonical in WRITE_COMMANDS:
+            reply = self.s.rs.write(self.s, self, canonical, handler, req)
+        else:
+            reply = handler(req)
         reply.setdefault("ok", 1.0)
         return reply
 
     def _check_state(self, name, req):
-        if not self.s.args.replica_set or name in ("hello", "isMaster", "envkitSetState"):
+        if not self.s.args.replica_set or name in ("hello", "isMaster", "envkitSetState", "envkitRs"):
             return
         state = self.s.state
         if state == "primary":
@@ -887,12 +1307,22 @@ class Commands:
             raise bad_value("envkitSetState must be 'primary', 'secondary' or 'startup'")
         if not self.s.args.replica_set:
             raise CommandError(76, "NoReplicationEnabled", "not running with --replica-set")
+        if self.s.rs is not None:
+            raise bad_value("envkitSetState is for single members; a --rs-ports set elects its primary (use envkitRs)")
         primary = req.cmd.get("primary")
         if primary is not None and not isinstance(primary, str):
             raise bad_value("'primary' must be a string HOST:PORT")
         was = self.s.state
         self.s.set_state(state, primary)
         return SON([("was", was), ("state", state)])
+
+    def cmd_envkitRs(self, req):
+        """Test-only control of a --rs-ports set, answered by any member (see ReplSet.control)."""
+        if req.db != "admin":
+            raise CommandError(13, "Unauthorized", "envkitRs may only be run against the admin database")
+        if self.s.rs is None:
+            raise CommandError(76, "NoReplicationEnabled", "not running with --rs-ports")
+        return self.s.rs.control(req.cmd, self.s)
 
     def cmd_envkitSleep(self, req):
         """Test-only: answers after N ms (at most 60000), for clients' timeout tests."""
@@ -985,7 +1415,7 @@ class Commands:
                 id_elem = raw[start:end]
                 break
         if id_elem is None:
-            id_elem = b"\x07_id\x00" + ObjectId().binary
+            id_elem = b"\x07_id\x00" + self._new_id().binary
             raw = struct.pack("<i", len(raw) + len(id_elem)) + id_elem + raw[4:]
         elif id_elem[0] == 0x04:
             return (53, "can't use an array for _id")
@@ -1129,14 +1559,14 @@ class Commands:
                     _set_path(base, k.split("."), v["$eq"])
             if operators:
                 if "_id" not in base:
-                    base = dict([("_id", ObjectId())] + list(base.items()))
+                    base = dict([("_id", self._new_id())] + list(base.items()))
                 seed = Doc(bson.encode(base, codec_options=OPTS))
                 on_insert = u.get("$setOnInsert")
                 new = apply_update(seed, {**{k: v for k, v in u.items() if k != "$setOnInsert"},
                                           **({"$set": {**u.get("$set", {}), **on_insert}} if on_insert else {})})
             else:
                 doc = dict(u)
-                doc.setdefault("_id", base.get("_id", ObjectId()))
+                doc.setdefault("_id", base["_id"] if "_id" in base else self._new_id())
                 doc = dict([("_id", doc.pop("_id"))] + list(doc.items()))
                 new = Doc(bson.encode(doc, codec_options=OPTS))
             err = self._store_doc(c, db, new, None)
@@ -1483,6 +1913,14 @@ class Handler(socketserver.BaseRequestHandler):
         self.commands = Commands(self.state)
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.next_request_id = itertools.count(1)
+        if self.state.rs is not None:
+            with self.state.rs.lock:
+                self.state.conns.add(self.request)
+
+    def finish(self):
+        if self.state.rs is not None:
+            with self.state.rs.lock:
+                self.state.conns.discard(self.request)
 
     def handle(self):
         with self.server.count_lock:
@@ -1492,6 +1930,8 @@ class Handler(socketserver.BaseRequestHandler):
             if too_many:
                 self.state.write_log("conn%d closed: over %d connections" % (self.conn_id, MAX_CONNECTIONS))
                 return
+            if not self.state.up:
+                return  # accepted in the instant its member was stopping
             self._serve()
         finally:
             with self.server.count_lock:
@@ -1524,6 +1964,9 @@ class Handler(socketserver.BaseRequestHandler):
             except (OSError, socket.timeout) as e:
                 self.state.write_log("conn%d closed: %s" % (self.conn_id, e))
                 return
+            except MemberStopped:
+                self.state.write_log("conn%d dropped: member stopped" % self.conn_id)
+                return
 
     def _recv(self, n, first=False):
         buf = bytearray(n)
@@ -1539,6 +1982,8 @@ class Handler(socketserver.BaseRequestHandler):
         return bytes(buf)
 
     def _send(self, response_to, opcode, payload):
+        if not self.state.up:
+            raise MemberStopped()
         rid = next(self.next_request_id)
         self.request.sendall(struct.pack("<iiii", 16 + len(payload), rid, response_to, opcode) + payload)
         return rid
@@ -1647,9 +2092,14 @@ class Handler(socketserver.BaseRequestHandler):
             if not isinstance(db, str) or not db:
                 raise CommandError(40571, "Location40571", "OP_MSG requests require a $db argument")
             reply = self.commands.run(Request(cmd, db, seqs, raw_body, secondary_ok, self.conn_id))
+        except MemberStopped:
+            raise
         except CommandError as e:
             reply = SON([("ok", 0.0), ("errmsg", e.message), ("code", e.code), ("codeName", e.code_name)])
             reply.update(e.extra)
+            if e.code in RETRYABLE_WRITE_CODES and "txnNumber" in cmd:
+                # As mongod 4.4+: drivers retry a write only on errors labelled so.
+                reply["errorLabels"] = ["RetryableWriteError"]
             if not quiet:
                 self.state.write_log("conn%d %s %s %s error %d %s" % (self.conn_id, op, db, name, e.code, e.message))
         except (bson.InvalidBSON, bson.InvalidDocument, OverflowError, TypeError, ValueError, KeyError) as e:
@@ -1682,32 +2132,119 @@ class Server(socketserver.ThreadingTCPServer):
 
 def probe(target, timeout=2.0):
     """Sends one OP_MSG hello to HOST:PORT; True when it answers ok: 1."""
+    reply = command(target, SON([("hello", 1)]), timeout)
+    return reply is not None and reply.get("ok") == 1.0
+
+
+def command(target, cmd, timeout=2.0):
+    """Runs one admin command on HOST:PORT over OP_MSG: the reply, or None when none came."""
     host, _, port = target.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as s:
             s.settimeout(timeout)
-            body = bson.encode(SON([("hello", 1), ("$db", "admin")]))
+            body = bson.encode(SON(list(cmd.items()) + [("$db", "admin")]))
             payload = struct.pack("<IB", 0, 0) + body
             s.sendall(struct.pack("<iiii", 16 + len(payload), 1, 0, OP_MSG) + payload)
             header = b""
             while len(header) < 16:
                 chunk = s.recv(16 - len(header))
                 if not chunk:
-                    return False
+                    return None
                 header += chunk
             length = struct.unpack_from("<i", header)[0]
             if not 21 <= length <= MAX_MESSAGE:
-                return False
+                return None
             data = b""
             while len(data) < length - 16:
                 chunk = s.recv(length - 16 - len(data))
                 if not chunk:
-                    return False
+                    return None
                 data += chunk
-            reply = bson.decode(data[5:])
-            return reply.get("ok") == 1.0
+            return bson.decode(data[5:])
     except (OSError, ValueError, bson.InvalidBSON):
-        return False
+        return None
+
+
+def control(hosts, action, wait, timeout, field):
+    """--control: runs envkitRs ACTION on the first member of HOSTS that answers, then waits
+    (bounded by TIMEOUT s) for `wait`: "primary" (a primary other than the one the action
+    stopped or stepped down), "caught-up" (a primary, and every running member has applied
+    all it has). Prints the reply (or its FIELD) as JSON; 0 on success."""
+    from bson import json_util
+    deadline = time.monotonic() + timeout
+
+    def ask(cmd, order=hosts):
+        for h in order:
+            r = command(h, cmd, timeout=5.0)
+            if r is not None:
+                return r
+        return None
+    reply = ask(SON([("envkitRs", "status")]))
+    if action and reply is not None and reply.get("ok") == 1.0:
+        # An action goes to one running member, a secondary if there is one (a primary
+        # told to stop itself would drop the connection that asked), and is never resent.
+        running = [m["host"] for m in reply["members"] if m["up"]]
+        running.sort(key=lambda h: h == reply.get("primary"))
+        reply = command(running[0], json_util.loads(action), timeout=5.0) if running else None
+    if reply is None:
+        print("mongo_server: error: no member of %s answered" % ",".join(hosts), file=sys.stderr)
+        return 1
+    if reply.get("ok") != 1.0:
+        print("mongo_server: error: %s" % reply.get("errmsg"), file=sys.stderr)
+        return 1
+    gone = reply.get("steppedDown") or reply.get("stopped") or \
+        (reply.get("primary") if reply.get("afterWrites") == 0 else None)
+    pause = 0.02
+    while wait:
+        st = ask(SON([("envkitRs", "status")]))
+        if st is not None and st.get("primary") and st.get("primary") != gone:
+            if wait == "primary" or all(m["applied"] == st["primaryApplied"] for m in st["members"] if m["up"]):
+                break
+        if time.monotonic() > deadline:
+            print("mongo_server: error: no %s within %g s; last status: %s" % (
+                "new primary" if wait == "primary" else "caught-up set", timeout,
+                json_util.dumps(st) if st else "none"), file=sys.stderr)
+            return 1
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+    out = reply.get(field) if field else {k: v for k, v in reply.items() if not k.startswith("$") and k != "operationTime"}
+    print(out if isinstance(out, str) else json_util.dumps(out))
+    return 0
+
+
+def serve_replica_set(args, ports):
+    rs = ReplSet(args, ports)
+    for m in rs.members:
+        try:
+            rs.start_member(m)
+        except OSError as e:
+            print("mongo_server: error: cannot listen on %s: %s" % (m.me, e), file=sys.stderr)
+            SHUTDOWN.set()
+            return 1
+    if args.pidfile:
+        with open(args.pidfile + ".tmp", "w") as f:
+            f.write("%d\n" % os.getpid())
+        os.replace(args.pidfile + ".tmp", args.pidfile)
+
+    def stop(signum, frame):
+        SHUTDOWN.set()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    rs.log_line("replica set %s on %s: election delay %d ms, replication delay %d ms%s" % (
+        args.replica_set, ",".join(m.me for m in rs.members), args.election_delay_ms, args.repl_delay_ms,
+        ", UNSAFE: w:majority acknowledged early" if args.unsafe_early_majority_ack else ""))
+    replicator = threading.Thread(target=rs.run, daemon=True)
+    replicator.start()
+    while not SHUTDOWN.wait(0.5):
+        pass
+    with rs.cond:
+        rs.cond.notify_all()
+    for m in rs.members:
+        if m.server is not None:
+            m.server.shutdown()
+            m.server.server_close()
+    rs.log_line("stopped")
+    return 0
 
 
 def main(argv):
@@ -1718,18 +2255,40 @@ def main(argv):
     ap.add_argument("--member", action="append", default=[], metavar="HOST:PORT")
     ap.add_argument("--state", choices=("primary", "secondary", "startup"), default="primary")
     ap.add_argument("--primary", metavar="HOST:PORT", help="the primary a secondary reports")
+    ap.add_argument("--rs-ports", metavar="P1,P2,...", help="serve a whole replica set (--replica-set), one member per port")
+    ap.add_argument("--election-delay-ms", type=int, default=500, help="from a primary's stop to the election")
+    ap.add_argument("--repl-delay-ms", type=int, default=0, help="how long an entry waits before secondaries apply it")
+    ap.add_argument("--unsafe-early-majority-ack", action="store_true",
+                    help="BROKEN ON PURPOSE: acknowledge w>1 without waiting for replication")
     ap.add_argument("--pidfile")
     ap.add_argument("--log")
     ap.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE)
     ap.add_argument("--no-snapshot", action="store_true", help="reject readConcern level snapshot")
     ap.add_argument("--probe", metavar="HOST:PORT", help="exit 0 when a server at HOST:PORT answers hello")
+    ap.add_argument("--control", metavar="H:P,H:P,...", help="run an envkitRs command on a --rs-ports set")
+    ap.add_argument("--action", help="with --control: the envkitRs command as JSON (default: status)")
+    ap.add_argument("--wait", choices=("primary", "caught-up"), help="with --control: then wait for this")
+    ap.add_argument("--timeout", type=float, default=30.0, help="with --control --wait: seconds")
+    ap.add_argument("--field", help="with --control: print only this field of the reply")
     args = ap.parse_args(argv)
     if args.probe:
         return 0 if probe(args.probe) else 1
+    if args.control:
+        return control(args.control.split(","), args.action, args.wait, args.timeout, args.field)
     if not 16 < args.max_message_bytes <= MAX_MESSAGE:
         ap.error("--max-message-bytes must be in 17..%d" % MAX_MESSAGE)
-    if (args.member or args.primary) and not args.replica_set:
-        ap.error("--member and --primary need --replica-set")
+    if (args.member or args.primary or args.rs_ports) and not args.replica_set:
+        ap.error("--member, --primary and --rs-ports need --replica-set")
+    if args.rs_ports:
+        if args.member or args.primary:
+            ap.error("--rs-ports names every member itself; no --member or --primary")
+        try:
+            ports = [int(p) for p in args.rs_ports.split(",")]
+        except ValueError:
+            ap.error("--rs-ports takes port numbers separated by commas")
+        if len(set(ports)) != len(ports) or not all(0 < p < 65536 for p in ports):
+            ap.error("--rs-ports needs distinct ports in 1..65535")
+        return serve_replica_set(args, ports)
     try:
         server = Server((args.host, args.port))
     except OSError as e:

@@ -42,6 +42,31 @@
 #   stop_mongo [NAME]                 mongo_command [NAME] DB JSON: one command through
 #                                     pymongo, reply as canonical Extended JSON on stdout;
 #                                     e.g. mongo_command rsa admin '{"envkitSetState": "secondary"}'
+#   start_mongo_rs NAME [MEMBERS] [--election-delay-ms N] [--repl-delay-ms N]
+#                  [--unsafe-early-majority-ack]
+#                                     a replicating replica set named NAME (MEMBERS, default 3,
+#                                     one mongo_server.py process, one port each): <P>_URL
+#                                     mongodb://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/?replicaSet=NAME
+#                                     _HOSTS (H:P,H:P,H:P) _PORTS (P1 P2 P3) _HOST _PORT (the
+#                                     first) _LOG _TEST_SERVER. Returns once a primary is
+#                                     elected. w: majority is the default write concern.
+#                                     ENVKIT_TEST_MONGO_URI_<P> names a real replica set
+#                                     instead (then _TEST_SERVER=0, _LOG empty, and the
+#                                     controls below return 2: tests skip what needs them).
+#                                     stop_mongo NAME stops the whole set (its data is lost).
+#   stop_mongo_rs_primary NAME [--after-writes N [--before-replication]]
+#                                     stops the primary as a killed mongod stops (port closed,
+#                                     connections dropped), waits for the election and prints
+#                                     the old primary's H:P. With --after-writes it only arms
+#                                     the stop: at the primary's N-th next write, once that is
+#                                     majority-applied and before the reply (the driver must
+#                                     retry it), or with --before-replication before any other
+#                                     member has it (the set loses it; the driver retries).
+#   restart_mongo_rs_member NAME [H:P] starts stopped members (all by default) and waits until
+#                                     they are secondaries that have caught up
+#   mongo_rs_control NAME [--wait primary|caught-up] [--field F] [JSON]
+#                                     the test server's envkitRs command (default status) on
+#                                     any running member, reply as JSON (see mongo_server.py)
 #   start_hostile_server NAME MODE [--cert F --key F]   <P>_HOST _PORT: tests/lib/hostile_server.py
 #                                     (silent, garbage, close-mid-handshake, huge, slow-drip,
 #                                     http), TLS with --cert/--key; stop_hostile_server NAME
@@ -1109,6 +1134,22 @@ _servers_mongo_script() {
   printf '%s\n' "${ENVKIT_SOURCE_DIR:-${BASH_SOURCE[0]%/*}/../..}/tests/lib/mongo_server.py"
 }
 
+# Sets the caller's dir, log, python and script for server NAME (its locals: bash's dynamic
+# scope), after checking that python has bson.
+_servers_mongo_prepare() {
+  local func=$1 name=$2
+  servers_init || return 1
+  dir=$ENVKIT_SERVERS_DIR/mongo.$name
+  log=$dir/server.log
+  python=$(_servers_mongo_python) || return 1
+  script=$(_servers_mongo_script)
+  if ! "$python" -c 'import bson' 2>/dev/null; then
+    echo "$func: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
+    return 1
+  fi
+  mkdir -p "$dir"
+}
+
 _servers_mongo_ready() {
   local python=$1 script=$2 port=$3
   _servers_listening "$port" && "$python" "$script" --probe "127.0.0.1:$port"
@@ -1161,16 +1202,8 @@ start_mongo() {
     return 0
   fi
 
-  servers_init || return 1
-  local dir=$ENVKIT_SERVERS_DIR/mongo.$name python script
-  local log=$dir/server.log
-  python=$(_servers_mongo_python) || return 1
-  script=$(_servers_mongo_script)
-  if ! "$python" -c 'import bson' 2>/dev/null; then
-    echo "start_mongo: error: $python cannot import bson (install python3-bson, or set ENVKIT_MONGO_PYTHON)" >&2
-    return 1
-  fi
-  mkdir -p "$dir" || return 1
+  local dir python script log
+  _servers_mongo_prepare start_mongo "$name" || return 1
 
   local pid port
   pid=$(_servers_read_pid "$dir/pid")
@@ -1246,6 +1279,189 @@ except pymongo.errors.PyMongoError as e:
     sys.exit(1)
 print(json_util.dumps(reply, json_options=opts))
 PY
+}
+
+# --- MongoDB replica sets (mongo_server.py --rs-ports: one process, one port per member) --
+#
+# For tests of failover (shard-route's rsA/rsB/db3, tests/bats/mongo-rs.bats):
+#   start_mongo_rs rsA           -> RSA_URL=mongodb://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/?replicaSet=rsA
+#   stop_mongo_rs_primary rsA    -> the old primary's H:P, once another member is primary
+#   restart_mongo_rs_member rsA  -> every stopped member back, caught up
+#   stop_mongo rsA               -> the whole set gone
+# With ENVKIT_TEST_MONGO_URI_RSA set, start_mongo_rs rsA exports that URI instead and the
+# controls return 2 (a test cannot stop a real set's primary: it says so and skips).
+
+_servers_mongo_rs_ready() {
+  local python=$1 script=$2 hosts=$3 port
+  for port in ${hosts//,/ }; do
+    _servers_listening "${port##*:}" || return 1
+  done
+  "$python" "$script" --control "$hosts" --wait primary --timeout 2
+}
+
+# N distinct free ports, or the ones in PORTFILE when none of them is taken.
+_servers_mongo_rs_ports() {
+  local portfile=$1 n=$2 port i
+  local -a ports=()
+  if [[ -s $portfile ]]; then
+    read -r -a ports <"$portfile"
+    for port in "${ports[@]}"; do
+      if _servers_listening "$port"; then ports=(); break; fi
+    done
+    if ((${#ports[@]} == n)); then
+      printf '%s\n' "${ports[*]}"
+      return 0
+    fi
+  fi
+  ports=()
+  for ((i = 0; i < 100 && ${#ports[@]} < n; i++)); do
+    port=$(free_port) || return 1
+    [[ " ${ports[*]} " == *" $port "* ]] || ports+=("$port")
+  done
+  ((${#ports[@]} == n)) || { echo "start_mongo_rs: error: no $n distinct free ports" >&2; return 1; }
+  printf '%s\n' "${ports[*]}" >"$portfile"
+  printf '%s\n' "${ports[*]}"
+}
+
+start_mongo_rs() {
+  local name=${1:-} members=3
+  _servers_check_name start_mongo_rs "$name" || return 1
+  shift
+  if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+    members=$1
+    shift
+  fi
+  if ((members < 1 || members > 7)); then
+    echo "start_mongo_rs: error: MEMBERS must be 1..7, not $members" >&2
+    return 1
+  fi
+  local -a args=()
+  while (($#)); do
+    case $1 in
+      --election-delay-ms | --repl-delay-ms)
+        if [[ ! ${2:-} =~ ^[0-9]+$ ]]; then
+          echo "start_mongo_rs: error: $1 needs a number of milliseconds" >&2
+          return 1
+        fi
+        args+=("$1" "$2")
+        shift 2
+        ;;
+      --unsafe-early-majority-ack) args+=("$1"); shift ;;
+      *)
+        echo "start_mongo_rs: error: unknown option '$1'" >&2
+        return 1
+        ;;
+    esac
+  done
+  local p
+  p=$(_servers_prefix "$name")
+
+  # A real replica set given by the caller: the tests run against it instead.
+  local real_var=ENVKIT_TEST_MONGO_URI_$p
+  if [[ -n ${!real_var:-} ]]; then
+    local hosts=${!real_var#mongodb://}
+    hosts=${hosts#*@}
+    hosts=${hosts%%[/?]*}
+    export "${p}_URL=${!real_var}"
+    export "${p}_HOSTS=$hosts"
+    export "${p}_PORTS="
+    export "${p}_HOST=${hosts%%:*}"
+    hosts=${hosts%%,*}
+    export "${p}_PORT=${hosts##*:}"
+    export "${p}_LOG="
+    export "${p}_TEST_SERVER=0"
+    return 0
+  fi
+
+  local dir python script log
+  _servers_mongo_prepare start_mongo_rs "$name" || return 1
+
+  local pid ports hosts port attempt started=0 settled
+  pid=$(_servers_read_pid "$dir/pid")
+  if [[ -n $pid ]] && _servers_group_alive "$pid"; then
+    ports=$(<"$dir/ports")
+    hosts=127.0.0.1:${ports// /,127.0.0.1:}
+    _servers_await start_mongo_rs "replica set '$name'" "$pid" "$(_servers_timeout 30)" "$log" \
+      _servers_mongo_rs_ready "$python" "$script" "$hosts" || return 1
+  else
+    for attempt in 1 2 3; do
+      ports=$(_servers_mongo_rs_ports "$dir/ports" "$members") || return 1
+      hosts=127.0.0.1:${ports// /,127.0.0.1:}
+      : >"$log"
+      _servers_spawn "$dir/pid" /dev/null "$log" "$log" "$python" "$script" --host 127.0.0.1 \
+        --replica-set "$name" --rs-ports "${ports// /,}" --log "$dir/requests.log" "${args[@]}" || return 1
+      pid=$(_servers_read_pid "$dir/pid")
+      settled=0
+      _servers_settle start_mongo_rs "replica set '$name' on ports $ports" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
+        _servers_mongo_rs_ready "$python" "$script" "$hosts" || settled=$?
+      case $settled in
+        0) started=1; break ;;
+        2) rm -f "$dir/ports"; continue ;;
+        *) return 1 ;;
+      esac
+    done
+    ((started)) || return 1
+  fi
+  export "${p}_URL=mongodb://${hosts}/?replicaSet=$name"
+  export "${p}_HOSTS=$hosts"
+  export "${p}_PORTS=$ports"
+  export "${p}_HOST=127.0.0.1"
+  export "${p}_PORT=${ports%% *}"
+  export "${p}_LOG=$dir/requests.log"
+  export "${p}_TEST_SERVER=1"
+}
+
+mongo_rs_control() {
+  local name=${1:-}
+  shift
+  local p hosts_var test_var
+  p=$(_servers_prefix "$name")
+  hosts_var=${p}_HOSTS test_var=${p}_TEST_SERVER
+  if [[ -z ${!hosts_var:-} ]]; then
+    echo "mongo_rs_control: error: ${p}_HOSTS is not set (start_mongo_rs $name first)" >&2
+    return 1
+  fi
+  if [[ ${!test_var:-} != 1 ]]; then
+    echo "mongo_rs_control: error: $name is a real replica set (ENVKIT_TEST_MONGO_URI_$p): the test server's controls do not apply" >&2
+    return 2
+  fi
+  local -a opts=()
+  while [[ ${1:-} == --wait || ${1:-} == --field ]]; do
+    opts+=("$1" "${2:-}")
+    shift 2
+  done
+  "$(_servers_mongo_python)" "$(_servers_mongo_script)" --control "${!hosts_var}" \
+    ${1:+--action "$1"} --timeout "$(_servers_timeout 30)" "${opts[@]}"
+}
+
+stop_mongo_rs_primary() {
+  local name=${1:-} after='' when=beforeReply
+  shift
+  while (($#)); do
+    case $1 in
+      --after-writes) after=${2:-}; shift 2 ;;
+      --before-replication) when=beforeReplication; shift ;;
+      *)
+        echo "stop_mongo_rs_primary: error: unknown option '$1'" >&2
+        return 1
+        ;;
+    esac
+  done
+  if [[ -z $after ]]; then
+    mongo_rs_control "$name" --wait primary --field primary '{"envkitRs": "stopPrimary"}'
+  elif [[ $after =~ ^[1-9][0-9]*$ ]]; then
+    mongo_rs_control "$name" --field primary \
+      "{\"envkitRs\": \"stopPrimary\", \"afterWrites\": $after, \"when\": \"$when\"}"
+  else
+    echo "stop_mongo_rs_primary: error: --after-writes needs a positive count" >&2
+    return 1
+  fi
+}
+
+restart_mongo_rs_member() {
+  local name=${1:-} host=${2:-}
+  mongo_rs_control "$name" --wait caught-up --field started \
+    "{\"envkitRs\": \"start\"${host:+, \"host\": \"$host\"}}"
 }
 
 # --- all --------------------------------------------------------------------------------

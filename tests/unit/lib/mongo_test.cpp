@@ -8,6 +8,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -560,6 +564,179 @@ TEST(LiveMongo, ReplicaSetClientFollowsANewPrimary) {
   // Back as they were, for whoever runs next.
   ASSERT_TRUE(b.run_command("admin", R"({"envkitSetState": "secondary"})").ok());
   ASSERT_TRUE(a.run_command("admin", R"({"envkitSetState": "primary"})").ok());
+}
+
+// ---- LiveMongoRs: a replicating replica set (tests/bats/mongo-rs.bats) ---------------------
+// ENVKIT_TEST_MONGO_RS_SET_URL: the set's URI (mongodb://h1,h2,h3/?replicaSet=NAME), the
+// test server's `start_mongo_rs` or a real set. The stream and check tests share a database
+// (ENVKIT_TEST_MONGO_RS_DB) and a file of acknowledged sequence numbers
+// (ENVKIT_TEST_MONGO_RS_ACKED): Bats stops the primary between or during them.
+
+// The URL text of VAR with more driver options, or nullopt (the test skips) when unset.
+std::optional<Url> live_url_with(const char* var, const std::string& options) {
+  const char* text = std::getenv(var);
+  if (!text || !*text) return std::nullopt;
+  std::string t = text;
+  t += (t.find('?') == std::string::npos ? "/?" : "&") + options;
+  auto url = parse_url(t);
+  if (!url) {
+    ADD_FAILURE() << url.error().message;
+    return std::nullopt;
+  }
+  return *url;
+}
+
+std::string required_env(const char* var) {
+  const char* v = std::getenv(var);
+  return v ? v : "";
+}
+
+// The documents of db.coll whose field `seq` is an int32, counted by value.
+Result<std::map<int32_t, int>> count_seqs(MongoClient& c, const std::string& db, const std::string& coll) {
+  FindOptions o;
+  o.projection = R"({"seq": 1, "_id": 0})";
+  o.batch_size = 5000;
+  auto cursor = c.find(db, coll, "", o);
+  if (!cursor) return cursor.error();
+  std::map<int32_t, int> seen;
+  while (true) {
+    auto more = cursor->next();
+    if (!more) return more.error();
+    if (!*more) break;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, cursor->bson(), "seq") && BSON_ITER_HOLDS_INT32(&it)) {
+      ++seen[bson_iter_int32(&it)];
+    }
+  }
+  return seen;
+}
+
+TEST(LiveMongoRs, MajorityWriteIsOnAMajorityWhenAcknowledgedAndOnEveryMemberSoon) {
+  auto set_url = live_url_with("ENVKIT_TEST_MONGO_RS_SET_URL", "w=majority");
+  if (!set_url) GTEST_SKIP() << "set ENVKIT_TEST_MONGO_RS_SET_URL to run";
+  CONNECT_OR_FAIL(c, *set_url, ConnectionOptions{});
+  auto hello = c.hello();
+  ASSERT_TRUE(hello.ok()) << hello.error().message;
+  ASSERT_GE(hello->hosts.size(), 1u);
+  const size_t majority = hello->hosts.size() / 2 + 1;
+  std::vector<MongoClient> members;
+  for (const auto& host : hello->hosts) {
+    CONNECT_OR_FAIL(m, url_of("mongodb://" + host + "/?directConnection=true"), ConnectionOptions{});
+    members.push_back(std::move(m));
+  }
+  std::string db = test_db("rs_majority");
+  ASSERT_TRUE(c.drop_collection(db, "m").ok());
+  // Ten rounds: each write acknowledged w: majority must already be on a majority, counted
+  // member by member right after the acknowledgement.
+  for (int round = 1; round <= 10; ++round) {
+    auto inserted = c.insert_many(db, "m", {R"({"round": )" + std::to_string(round) + "}"});
+    ASSERT_TRUE(inserted.ok()) << inserted.error().message;
+    size_t holding = 0;
+    std::string counts;
+    for (auto& m : members) {
+      auto n = m.count(db, "m", R"({"round": )" + std::to_string(round) + "}");
+      ASSERT_TRUE(n.ok()) << n.error().message;
+      holding += *n == 1;
+      counts += " " + m.endpoint() + "=" + std::to_string(*n);
+    }
+    EXPECT_GE(holding, majority) << "round " << round << ": a write acknowledged w: majority was on "
+                                 << holding << " of " << members.size() << " members:" << counts;
+  }
+  // And on every member once replication catches up (bounded wait).
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (auto& m : members) {
+    int64_t n = -1;
+    while (Clock::now() < deadline) {
+      auto r = m.count(db, "m");
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      n = *r;
+      if (n == 10) break;
+      ::usleep(50 * 1000);
+    }
+    EXPECT_EQ(n, 10) << m.endpoint() << " never caught up";
+  }
+}
+
+// Inserts ENVKIT_TEST_MONGO_RS_STREAM_N documents {seq: i} one by one through mongo-c-driver
+// (w: majority, retryable writes, server selection that waits out an election) and appends
+// each acknowledged seq to ENVKIT_TEST_MONGO_RS_ACKED as it is acknowledged.
+TEST(LiveMongoRs, StreamOfAcknowledgedInserts) {
+  auto set_url = live_url("ENVKIT_TEST_MONGO_RS_SET_URL");
+  if (!set_url) GTEST_SKIP() << "set ENVKIT_TEST_MONGO_RS_SET_URL to run";
+  std::string db = required_env("ENVKIT_TEST_MONGO_RS_DB");
+  std::string acked_path = required_env("ENVKIT_TEST_MONGO_RS_ACKED");
+  int n = std::atoi(required_env("ENVKIT_TEST_MONGO_RS_STREAM_N").c_str());
+  ASSERT_TRUE(!db.empty() && !acked_path.empty() && n > 0)
+      << "set ENVKIT_TEST_MONGO_RS_DB, _ACKED and _STREAM_N too";
+  CONNECT_OR_FAIL(c, *set_url, ConnectionOptions{});  // also mongoc_init()
+  ASSERT_TRUE(c.drop_collection(db, "stream").ok());
+
+  std::string text = required_env("ENVKIT_TEST_MONGO_RS_SET_URL");
+  text += (text.find('?') == std::string::npos ? "/?" : "&");
+  text += "w=majority&retryWrites=true&serverSelectionTryOnce=false&serverSelectionTimeoutMS=60000"
+          "&socketTimeoutMS=60000&connectTimeoutMS=5000";
+  bson_error_t err;
+  std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer> uri(mongoc_uri_new_with_error(text.c_str(), &err));
+  ASSERT_TRUE(uri) << err.message;
+  std::unique_ptr<mongoc_client_t, detail::MongoClientDestroyer> client(mongoc_client_new_from_uri(uri.get()));
+  ASSERT_TRUE(client);
+  std::unique_ptr<mongoc_collection_t, detail::MongoCollectionDestroyer> coll(
+      mongoc_client_get_collection(client.get(), db.c_str(), "stream"));
+  std::ofstream acked(acked_path, std::ios::trunc);
+  ASSERT_TRUE(acked) << acked_path;
+  int ok = 0;
+  std::vector<std::string> failures;
+  for (int i = 0; i < n; ++i) {
+    BsonPtr doc(bson_new());
+    BSON_APPEND_INT32(doc.get(), "seq", i);
+    bson_t reply;
+    bool done = mongoc_collection_insert_one(coll.get(), doc.get(), nullptr, &reply, &err);
+    bson_destroy(&reply);
+    if (done) {
+      acked << i << '\n' << std::flush;
+      ++ok;
+    } else {
+      failures.push_back("seq " + std::to_string(i) + ": " + err.message);
+      if (failures.size() == 3) break;  // no primary for minutes: stop, do not hang
+    }
+  }
+  std::cout << "stream: " << ok << " of " << n << " inserts acknowledged\n";
+  EXPECT_EQ(ok, n) << "first failures:\n" << [&] {
+    std::string all;
+    for (const auto& f : failures) all += f + "\n";
+    return all;
+  }();
+}
+
+// Every seq in ENVKIT_TEST_MONGO_RS_ACKED is in db.stream exactly once, and no seq is there
+// twice, read from ENVKIT_TEST_MONGO_RS_CHECK_URL (the set, or one member directly).
+TEST(LiveMongoRs, EveryAcknowledgedInsertIsPresentOnce) {
+  auto check_url = live_url("ENVKIT_TEST_MONGO_RS_CHECK_URL");
+  if (!check_url) GTEST_SKIP() << "set ENVKIT_TEST_MONGO_RS_CHECK_URL to run";
+  std::string db = required_env("ENVKIT_TEST_MONGO_RS_DB");
+  std::ifstream acked(required_env("ENVKIT_TEST_MONGO_RS_ACKED"));
+  ASSERT_TRUE(!db.empty() && acked) << "set ENVKIT_TEST_MONGO_RS_DB and _ACKED (an existing file) too";
+  CONNECT_OR_FAIL(c, *check_url, ConnectionOptions{});
+  auto seen = count_seqs(c, db, "stream");
+  ASSERT_TRUE(seen.ok()) << seen.error().message;
+  int64_t acknowledged = 0, missing = 0, duplicated = 0, present = 0;
+  std::string first_missing;
+  for (int32_t seq; acked >> seq;) {
+    ++acknowledged;
+    auto it = seen->find(seq);
+    if (it == seen->end()) {
+      if (++missing <= 10) first_missing += " " + std::to_string(seq);
+    }
+  }
+  for (const auto& [seq, times] : *seen) {
+    present += times;
+    duplicated += times > 1;
+  }
+  std::cout << "check " << c.endpoint() << ": acknowledged " << acknowledged << " present " << present
+            << " missing " << missing << " duplicated " << duplicated << "\n";
+  EXPECT_GT(acknowledged, 0);
+  EXPECT_EQ(missing, 0) << "acknowledged but not there:" << first_missing;
+  EXPECT_EQ(duplicated, 0);
 }
 
 }  // namespace
