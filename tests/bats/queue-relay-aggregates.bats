@@ -180,3 +180,98 @@ to_redis() { echo "redis://127.0.0.1:$REDIS_PORT/$1?key=report:{municipality}:{i
   echo "$output" >&3
   assert_success
 }
+
+# kill_loop FROM DB TABLE N [STOP_AT_DOUBLE]: relays FROM (N records already there) into Redis
+# db DB with the aggregates and into MariaDB table TABLE at once, SIGKILLing the relay KILLS
+# times at random points of its progress, then lets one run finish. With STOP_AT_DOUBLE the
+# loop ends early once Redis shows a record counted twice (the run without the marker).
+kill_loop() {
+  local from=$1 db=$2 table=$3 n=$4 stop_at_double=${5:-}
+  local to_mysql="mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table" kill pid target deadline
+  local slice=$((n / (KILLS + 2)))
+  for ((kill = 1; kill <= KILLS; kill++)); do
+    queue-relay --from "$from" --to "$(to_redis "$db")" --to "$to_mysql" --batch 100 --exit-when-idle 30s \
+      2>>"$BATS_TEST_TMPDIR/err" &
+    pid=$!
+    # A random point of the next slice; Redis holds two keys a record (it and its marker).
+    target=$((kill * slice + RANDOM % slice))
+    deadline=$((SECONDS + 90))
+    until (($(redis-cli -p "$REDIS_PORT" -n "$db" dbsize) >= 2 * target)); do
+      ((SECONDS < deadline)) || { echo "kill $kill: no progress to $target" >&2; tail "$BATS_TEST_TMPDIR/err" >&2; return 1; }
+      kill -0 "$pid" 2>/dev/null || { echo "kill $kill: the relay exited early" >&2; tail "$BATS_TEST_TMPDIR/err" >&2; return 1; }
+      sleep 0.02
+    done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    if [[ -n $stop_at_double ]]; then
+      local counted
+      counted=$(redis-cli -p "$REDIS_PORT" -n "$db" hvals agg:count:municipality | awk '{s += $1} END {print s + 0}')
+      ((counted > $(redis-cli -p "$REDIS_PORT" -n "$db" --scan --pattern 'report:*' | wc -l))) && break
+    fi
+  done
+  echo "$kill kills; $(redis-cli -p "$REDIS_PORT" -n "$db" --scan --pattern 'report:*' | wc -l) of $n in Redis before the last run" >&3
+  run --separate-stderr queue-relay --from "$from" --to "$(to_redis "$db")" --to "$to_mysql" --batch 500 \
+    --exit-when-idle "${IDLE:-2s}" --stats
+  echo "last run: $(grep -o '"records":{[^}]*}' <<< "$stderr")" >&3
+  assert_success
+}
+
+# Creates TABLE in MariaDB for kill_loop.
+create_table() {
+  mariadb_for mariadb envkit -e "CREATE TABLE $1 (id VARCHAR(64) PRIMARY KEY, municipality VARCHAR(40), temperature DOUBLE)"
+}
+stored() { mariadb_for mariadb -N -B envkit -e "SELECT COUNT(*), COUNT(DISTINCT id) FROM $1"; }
+
+@test "kill -9 loop, RabbitMQ into Redis with aggregates and MariaDB: every record once, every aggregate exact" {
+  in=$BATS_TEST_TMPDIR/in.jsonl
+  reports "$RECORDS" > "$in"
+  create_table killrabbit
+  queue-relay --from - --to "$RABBITMQ_URL?queue=killq" < "$in"
+  kill_loop "$RABBITMQ_URL?queue=killq&prefetch=300" 6 killrabbit "$RECORDS"
+  run check_aggregates "$in" 6
+  echo "$output" >&3
+  assert_success
+  [ "$(stored killrabbit)" = "$RECORDS	$RECORDS" ]
+}
+
+@test "kill -9 loop, Kafka (mock) into Redis with aggregates and MariaDB: every record once, every aggregate exact" {
+  in=$BATS_TEST_TMPDIR/in.jsonl
+  reports "$RECORDS" > "$in"
+  create_table killkafka
+  queue-relay --from - --to "kafka://$KAFKA_BOOTSTRAP/kill?key=id" < "$in"
+  IDLE=12s kill_loop "kafka://$KAFKA_BOOTSTRAP/kill?group=kill&X.session.timeout.ms=3000&X.heartbeat.interval.ms=300" \
+    7 killkafka "$RECORDS"
+  run check_aggregates "$in" 7
+  echo "$output" >&3
+  assert_success
+  [ "$(stored killkafka)" = "$RECORDS	$RECORDS" ]
+}
+
+@test "kill -9 loop, a Redis stream into Redis with aggregates and MariaDB: every record once, every aggregate exact" {
+  in=$BATS_TEST_TMPDIR/in.jsonl
+  reports "$RECORDS" > "$in"
+  create_table killstream
+  queue-relay --from - --to "redis://127.0.0.1:$REDIS_PORT/0?key=killstream&type=stream" < "$in"
+  kill_loop "redis://127.0.0.1:$REDIS_PORT/0?stream=killstream&group=g&create=true&consumer=c1" 8 killstream "$RECORDS"
+  run check_aggregates "$in" 8
+  echo "$output" >&3
+  assert_success
+  [ "$(stored killstream)" = "$RECORDS	$RECORDS" ]
+  run redis-cli -p "$REDIS_PORT" xpending killstream g
+  [ "${lines[0]}" = 0 ]
+}
+
+@test "the kill -9 check fails when it should: without the dedupe marker (test-only switch) the aggregates come out wrong" {
+  in=$BATS_TEST_TMPDIR/in.jsonl
+  reports "$RECORDS" > "$in"
+  create_table killoff
+  queue-relay --from - --to "$RABBITMQ_URL?queue=killoffq" < "$in"
+  export ENVKIT_TEST_REDIS_NO_DEDUPE=1
+  # The markers are off, so progress is one key a record: count twice as far.
+  KILLS=$((KILLS * 2)) kill_loop "$RABBITMQ_URL?queue=killoffq&prefetch=300" 9 killoff "$((RECORDS / 2))" stop
+  run check_aggregates "$in" 9
+  echo "$output" >&3
+  assert_failure
+  # Every record is still there once (keys and rows are idempotent); only the counts are off.
+  [ "$(stored killoff)" = "$RECORDS	$RECORDS" ]
+}
