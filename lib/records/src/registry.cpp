@@ -74,7 +74,10 @@ const Connector kConnectors[] = {
      "  redis://host/0?list=L[&processing=P][&consumer=NAME]: reliable queue, oldest first; BLMOVE into P\n"
      "    (L:processing, or L:processing:NAME), LREM on ack, a retry back to L's tail; P first after a crash",
      "redis://host/0?key=TEMPLATE[&type=string|hash|list|stream][&ttl=SECONDS][&maxlen=N]: "
-     "{id} in TEMPLATE is the record's id, {NAME} its member NAME"},
+     "{id} in TEMPLATE is the record's id, {NAME} its member NAME\n"
+     "    [&aggregate=SPEC[,SPEC]]... (count:BY, sum|min|max|mean:FIELD:BY) [&aggregate-prefix=agg:]\n"
+     "    [&dedupe-ttl=SECONDS]: hashes PREFIX+SPEC (group -> value), updated with the record and its\n"
+     "    marker PREFIX+seen:ID (TTL: dedupe-ttl, default ttl) in one Lua script a batch: a redelivery counts once"},
     {"http", http_source, http_sink,
      "http://HOST:PORT/PATH[?queue=N][&answer-within=MS][&workers=N][&max-body=BYTES]: HTTP ingest; "
      "POST a JSON object or JSON Lines to PATH; answered 202 only once every sink holds every record, "
