@@ -27,6 +27,8 @@ struct Config {
   envkit::Duration exit_when_idle{};
   std::string consumer;
   bool stats = false;
+  std::string stats_file;        ///< --stats-file: the --stats line there instead of stderr
+  std::string timestamp_field;   ///< --timestamp-field: end-to-end latency from this member
   std::string metrics_file;
   envkit::ConnectionOptions connection;
   std::optional<std::string> password_file;

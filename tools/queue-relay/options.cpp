@@ -91,6 +91,9 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("exit-when-idle", value(&c.exit_when_idle)->value_name("DUR"),
        "stop once no record has arrived for DUR (drain a queue from cron)")
       ("stats", bool_switch(&c.stats), "print a JSON summary of the run to stderr at the end")
+      ("stats-file", value(&c.stats_file)->value_name("FILE"), "write the --stats line to FILE instead (implies --stats)")
+      ("timestamp-field", value(&c.timestamp_field)->value_name("NAME"),
+       "time each record from this member (RFC 3339, or epoch s or ms) to every sink's answer in --stats")
       ("metrics-file", value(&c.metrics_file)->value_name("FILE"),
        "write Prometheus text-file metrics to FILE every second and at the end");
   parser.add_connection_options(c.connection, c.password_file);
@@ -99,6 +102,7 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
   std::stringstream fields(require_list);
   for (std::string f; std::getline(fields, f, ',');) c.require.push_back(f);
   if (!require_list.empty() && require_list.back() == ',') c.require.push_back("");
+  if (!c.stats_file.empty()) c.stats = true;
   if (auto st = check_config(c, parser); !st) return st.error();
   return outcome;
 }

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include <envkit/durable_file.hpp>
 #include <envkit/log.hpp>
 #include <envkit/metrics.hpp>
 #include <envkit/pipeline.hpp>
 #include <envkit/registry.hpp>
+#include <envkit/timefmt.hpp>
 
 namespace queue_relay {
 
@@ -32,6 +34,31 @@ envkit::Status check_record(const envkit::Record& record, const std::vector<std:
     if (v == nullptr || v->IsNull()) return Error{Exit::data, "missing required field '" + field + "'"};
   }
   return {};
+}
+
+std::optional<system_clock::time_point> record_time(const envkit::Record& record, std::string_view field) {
+  auto doc = envkit::parse_json(record.json);
+  if (!doc) return std::nullopt;
+  const envkit::JsonValue* v = &*doc;
+  for (size_t at = 0; v != nullptr;) {
+    size_t dot = field.find('.', at);
+    v = envkit::find_member(*v, field.substr(at, dot == std::string_view::npos ? dot : dot - at));
+    if (dot == std::string_view::npos) break;
+    at = dot + 1;
+  }
+  if (v == nullptr) return std::nullopt;
+  if (v->IsString()) {
+    auto t = envkit::parse_time({v->GetString(), v->GetStringLength()});
+    if (!t) return std::nullopt;
+    return system_clock::time_point(*t);
+  }
+  if (!v->IsNumber()) return std::nullopt;
+  // Seconds and milliseconds since the epoch cannot be confused for the next 3000 years:
+  // 1e11 s is in the year 5138, 1e11 ms in 1973.
+  double n = v->GetDouble();
+  double ms = n < 1e11 ? n * 1000.0 : n;
+  if (!(n >= 0 && ms < 1e14)) return std::nullopt;
+  return system_clock::time_point(milliseconds(static_cast<int64_t>(ms)));
 }
 
 namespace {
@@ -63,13 +90,19 @@ void print_stats(const Config& c, const envkit::Pipeline& p, steady_clock::time_
   envkit::JsonWriter w;
   w.begin_object();
   w.key("from").string(c.from);
+  if (!c.timestamp_field.empty()) w.key("timestamp_field").string(c.timestamp_field);
   w.key("elapsed_s").number(duration<double>(steady_clock::now() - start).count());
   double active = p.active_seconds();
   w.key("records_per_s").number(active > 0 ? static_cast<double>(p.counters().acked) / active : 0.0);
   p.stats_json(w);
   w.end_object();
   std::string line = w.take() + "\n";
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  if (c.stats_file.empty()) {
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    return;
+  }
+  // A reader (the Kafka vs RabbitMQ table) sees the old line or the new one, never half.
+  if (auto st = envkit::write_file_atomically(c.stats_file, line, 0644); !st) envkit::log_warning(st.error().message);
 }
 
 Status write_metrics(const Config& c, const envkit::Pipeline& p) {
@@ -128,6 +161,9 @@ Result<Exit> run(const Config& c) {
   o.spool_dir = c.spool_dir;
   o.spool.max_bytes = c.spool_max.bytes;
   o.max_deliveries = c.max_deliveries;
+  if (!c.timestamp_field.empty()) {
+    o.origin = [&c](const envkit::Record& r) { return record_time(r, c.timestamp_field); };
+  }
   o.transform = [&c](envkit::Record& r) { return check_record(r, c.require, c.max_bytes.bytes); };
   if (!c.dead_letter.empty()) {
     std::string url = c.dead_letter;

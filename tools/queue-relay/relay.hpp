@@ -1,6 +1,10 @@
 // queue-relay's run: one source through the record pipeline to every sink.
 #pragma once
 
+#include <chrono>
+#include <optional>
+#include <string_view>
+
 #include <envkit/json.hpp>
 #include <envkit/record.hpp>
 #include <envkit/result.hpp>
@@ -14,6 +18,12 @@ namespace queue_relay {
 /// the pipeline sends such a record to the dead letters with that reason.
 envkit::Status check_record(const envkit::Record& record, const std::vector<std::string>& require,
                             uint64_t max_bytes);
+
+/// When a record was made, from its member `field` ("a.b" reaches into objects): an RFC 3339
+/// date-time with an offset, or a number of seconds since the epoch below 1e11 (fractions
+/// kept to the millisecond) or of milliseconds from 1e11 to 1e14. nullopt otherwise.
+std::optional<std::chrono::system_clock::time_point> record_time(const envkit::Record& record,
+                                                                 std::string_view field);
 
 /// Runs queue-relay as configured and returns the exit status (see --help).
 envkit::Result<envkit::Exit> run(const Config& config);

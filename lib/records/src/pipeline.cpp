@@ -54,6 +54,7 @@ struct Job {
     uint64_t handle = 0;
     uint32_t deliveries = 1;
     Clock::time_point due;
+    std::optional<system_clock::time_point> origin;  // with PipelineOptions::origin
   };
   std::vector<Record> records;
   std::vector<Meta> meta;
@@ -61,6 +62,7 @@ struct Job {
   std::vector<SinkCounters> sink_deltas;
   uint64_t spooled = 0;  // records acked with some sink holding them in its spool only
   Clock::time_point picked, done;
+  system_clock::time_point answered;  // done by the wall clock, for end-to-end latency
   std::optional<Error> fatal;
 };
 
@@ -82,7 +84,8 @@ struct Pipeline::State {
 
   PipelineCounters counters;
   std::vector<SinkCounters> sink_counters;
-  LatencyHistogram latency, behind;
+  LatencyHistogram latency, behind, end_to_end;
+  uint64_t untimed = 0;
   Clock::time_point first_in{}, last_done{};
   std::unique_ptr<Sink> dead_letter;
 
@@ -96,6 +99,9 @@ void Pipeline::State::deliver(Job& job, std::vector<SpooledSink>& sinks) {
   const size_t n = job.records.size();
   job.verdicts.assign(n, Settlement{});
   std::vector<bool> live(n, true);
+  if (options.origin) {
+    for (size_t i = 0; i < n; ++i) job.meta[i].origin = options.origin(job.records[i]);
+  }
   std::vector<Record> transformed;
   std::span<const Record> to_write = job.records;
   std::vector<size_t> index;  // position in job.records of each record written
@@ -156,6 +162,7 @@ void Pipeline::State::worker_loop(size_t w) {
     job.picked = Clock::now();
     deliver(job, sinks);
     job.done = Clock::now();
+    job.answered = system_clock::now();
     {
       std::lock_guard lock(mutex);
       done.push_back(std::move(job));
@@ -202,7 +209,14 @@ Status Pipeline::State::settle(Job& job, Source& source) {
   write_dead_letters(job.verdicts, job);
   for (size_t i = 0; i < job.verdicts.size(); ++i) {
     switch (job.verdicts[i].verdict) {
-      case Verdict::ack: ++counters.acked; break;
+      case Verdict::ack:
+        ++counters.acked;
+        if (const auto& origin = job.meta[i].origin) {
+          end_to_end.record(duration_cast<microseconds>(std::max(job.answered - *origin, system_clock::duration(0))));
+        } else {
+          ++untimed;
+        }
+        break;
       case Verdict::dead: ++counters.dead; break;
       case Verdict::retry: ++counters.retried; break;
     }
@@ -360,7 +374,7 @@ Status Pipeline::run(Source& source) {
       }
       for (auto& r : got->records) {
         Clock::time_point due = r.due == Clock::time_point{} ? arrived : r.due;
-        pending.meta.push_back({r.handle, r.deliveries, due});
+        pending.meta.push_back({r.handle, r.deliveries, due, std::nullopt});
         pending.records.push_back(std::move(r.record));
         ++s.counters.received;
       }
@@ -394,6 +408,8 @@ Status Pipeline::run(Source& source) {
 const PipelineCounters& Pipeline::counters() const { return state_->counters; }
 const LatencyHistogram& Pipeline::latency() const { return state_->latency; }
 const LatencyHistogram& Pipeline::behind() const { return state_->behind; }
+const LatencyHistogram& Pipeline::end_to_end() const { return state_->end_to_end; }
+uint64_t Pipeline::untimed() const { return state_->untimed; }
 std::vector<uint64_t> Pipeline::spooled_at_open() const { return state_->spooled_at_open; }
 
 double Pipeline::active_seconds() const {
@@ -425,12 +441,22 @@ void Pipeline::stats_json(JsonWriter& w) const {
   w.key("retried").number(c.retried);
   w.key("spooled").number(c.spooled);
   w.end_object();
+  auto percentiles = [&](const LatencyHistogram& h) {
+    for (auto [name, p] : {std::pair{"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p999", 99.9}}) {
+      w.key(name).number(ms(h.percentile(p)));
+    }
+    w.key("max").number(ms(h.max()));
+  };
   w.key("latency_ms").begin_object();
-  for (auto [name, p] : {std::pair{"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p999", 99.9}}) {
-    w.key(name).number(ms(state_->latency.percentile(p)));
-  }
-  w.key("max").number(ms(state_->latency.max()));
+  percentiles(state_->latency);
   w.end_object();
+  if (state_->options.origin) {
+    w.key("end_to_end_ms").begin_object();
+    w.key("timed").number(state_->end_to_end.count());
+    w.key("untimed").number(state_->untimed);
+    percentiles(state_->end_to_end);
+    w.end_object();
+  }
   w.key("sinks").begin_array();
   for (const auto& t : sink_totals()) {
     w.begin_object();
@@ -468,6 +494,12 @@ void Pipeline::add_metrics(MetricsFile& m, std::string_view prefix) const {
   for (auto [q, pct] : {std::pair{"0.5", 50.0}, {"0.99", 99.0}}) {
     m.add(p + "_latency_seconds", "gauge", "Latency from a record's due time to every sink's answer.",
           static_cast<double>(l.percentile(pct).count()) / 1e6, {{"quantile", q}});
+  }
+  if (state_->options.origin) {
+    for (auto [q, pct] : {std::pair{"0.5", 50.0}, {"0.99", 99.0}}) {
+      m.add(p + "_end_to_end_seconds", "gauge", "Latency from a record's own timestamp to every sink's answer.",
+            static_cast<double>(state_->end_to_end.percentile(pct).count()) / 1e6, {{"quantile", q}});
+    }
   }
 }
 

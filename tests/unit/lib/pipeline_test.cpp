@@ -251,6 +251,40 @@ TEST(Pipeline, ATransformErrorMakesTheRecordDead) {
   EXPECT_FALSE(world->holds("s", "r2-t"));
 }
 
+// End to end: from each acked record's own time to every sink's answer, by the wall clock;
+// records without one, and records not acked, are not timed.
+TEST(Pipeline, EndToEndRunsFromEachAckedRecordsOriginToEverySinksAnswer) {
+  auto world = std::make_shared<World>();
+  PipelineOptions o;
+  o.batch = 2;
+  const auto made = std::chrono::system_clock::now() - 2s;
+  o.origin = [made](const Record& r) -> std::optional<std::chrono::system_clock::time_point> {
+    if (r.id == "r4") return std::nullopt;
+    if (r.id == "r5") return std::chrono::system_clock::now() + 1h;  // a clock ahead of ours
+    return made;
+  };
+  FaultPlan slow;
+  slow.slow = 20ms;
+  slow.reject = {"r3"};
+  auto p = Pipeline::open({fault_sink("slow", slow, world)}, o);
+  ASSERT_TRUE(p.ok());
+  CheckingSource source(6, world, {"slow"});
+  ASSERT_TRUE((*p)->run(source).ok());
+  const auto& e2e = (*p)->end_to_end();
+  EXPECT_EQ(e2e.count(), 4u);  // r0 r1 r2 r5; r3 dead, r4 untimed
+  EXPECT_EQ((*p)->untimed(), 1u);
+  EXPECT_EQ(e2e.min(), 0us);  // r5
+  EXPECT_GE(e2e.percentile(50), 2020ms);  // 2 s old plus the sink's 20 ms
+  EXPECT_LE(e2e.percentile(50), e2e.percentile(99));
+  EXPECT_LE(e2e.percentile(99), e2e.max());
+  JsonWriter w;
+  w.begin_object();
+  (*p)->stats_json(w);
+  w.end_object();
+  std::string stats = w.take();
+  EXPECT_NE(stats.find("\"end_to_end_ms\":{\"timed\":4,\"untimed\":1,"), std::string::npos) << stats;
+}
+
 // A slow sink holds the source back: records handed out and not settled stay within the
 // in-flight bound (plus the batch being filled), however many the source has.
 TEST(Pipeline, ASlowSinkBoundsWhatIsInFlight) {

@@ -40,6 +40,10 @@ struct SinkSpec {
 /// dead letters, with the error's message as the reason). Runs on the workers, in parallel.
 using Transform = std::function<Status(Record&)>;
 
+/// When a record was made, by its own timestamp (a load generator's or a sensor's clock);
+/// nullopt when it carries none that can be read. Runs on the workers, in parallel.
+using Origin = std::function<std::optional<std::chrono::system_clock::time_point>(const Record&)>;
+
 /// How a pipeline runs.
 struct PipelineOptions {
   size_t batch = 500;  ///< records a batch holds at most (and a sink write takes at most)
@@ -60,6 +64,9 @@ struct PipelineOptions {
   /// How often settled work is committed at the source (also at the end).
   std::chrono::milliseconds commit_interval{1000};
   Transform transform;  ///< optional
+  /// Optional: times every acked record end to end, from its origin to the moment every
+  /// sink answered for it, by the wall clock (end_to_end()); records without one are counted.
+  Origin origin;
   /// Where rejected records go, as {"id","reason","record"} objects; none: they are logged
   /// and counted. A dead letter that cannot be written is retried, never dropped.
   std::function<Result<std::unique_ptr<Sink>>()> dead_letter;
@@ -112,13 +119,19 @@ class Pipeline {
   const LatencyHistogram& latency() const;
   /// From each record's due time until a worker picked its batch: how far behind it ran.
   const LatencyHistogram& behind() const;
+  /// From each acked record's origin (PipelineOptions::origin) to every sink's answer, by the
+  /// wall clock; an origin in the future (a clock ahead of ours) counts as 0.
+  const LatencyHistogram& end_to_end() const;
+  /// Acked records end_to_end() could not time: no origin, or no PipelineOptions::origin.
+  uint64_t untimed() const;
   /// Seconds from the first record handed out to the last one answered.
   double active_seconds() const;
   /// Spooled records found at open, per sink (from an earlier run).
   std::vector<uint64_t> spooled_at_open() const;
 
   /// The common --stats members: "records" {received, acked, dead, retried, spooled},
-  /// "latency_ms" {p50, p90, p99, p999, max} and "sinks" [...]; the caller wraps them.
+  /// "latency_ms" {p50, p90, p99, p999, max}, with an origin "end_to_end_ms" {timed,
+  /// untimed, p50, p90, p99, p999, max}, and "sinks" [...]; the caller wraps them.
   void stats_json(JsonWriter& w) const;
   /// The common metrics, named `<prefix>_records_total{outcome}` and so on.
   void add_metrics(MetricsFile& m, std::string_view prefix) const;
