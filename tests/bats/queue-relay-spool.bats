@@ -136,3 +136,83 @@ spool_fifty() {
   [[ $(jq -r '.quarantine[0]' <<<"$output") == *.torn ]]
   [[ $stderr == *"warning: $segment: an interrupted write at offset "* ]]
 }
+
+# Runs COMMAND until it succeeds, for at most 60 s; on timeout shows the relay's stderr and metrics.
+wait_for() {
+  local deadline=$((SECONDS + 60))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      echo "timed out waiting for: $*" >&2
+      cat "$BATS_TEST_TMPDIR/err" "$BATS_TEST_TMPDIR/metrics.prom" >&2 2>/dev/null
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+queue_depth() { rabbitmqctl_for rabbitmq list_queues -q name messages | awk -v q="$1" '$1 == q {print $2}'; }
+keys() { redis-cli -p "$1" --scan --pattern "$2" | wc -l; }
+# The spool backlog the relay's --metrics-file reports for the sink on PORT.
+spool_pending() { awk -v p=":$2/" '/_spool_pending_records{/ && index($0, p) {print $2}' "$1" 2>/dev/null; }
+# Publishes one more record to queue Q every half second until COMMAND succeeds (at most 60 s).
+publish_until() {
+  local q=$1 i=0 deadline=$((SECONDS + 60))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    printf '{"id":"late%d","municipality":"m","temperature":1}\n' "$i" | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
+    ((i += 1))
+    sleep 0.5
+  done
+}
+
+@test "two sinks, one dead, with a spool: the live one gets every record, the dead one's are spooled and acked, replayed once it is back" {
+  q=two$BATS_TEST_NUMBER n=2000
+  records "$n" | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
+  start_redis flaky
+  stop_redis flaky
+  live="redis://127.0.0.1:$REDIS_PORT/0?key=live$BATS_TEST_NUMBER:{id}"
+  dead="redis://127.0.0.1:$FLAKY_PORT/0?key=back:{id}"
+  metrics=$BATS_TEST_TMPDIR/metrics.prom
+  queue-relay --from "$RABBITMQ_URL?queue=$q&prefetch=500" --to "$dead" --to "$live" --spool "$BATS_TEST_TMPDIR/spool" \
+    --connect-timeout 1s --exit-when-idle 5s --metrics-file "$metrics" --stats 2>"$BATS_TEST_TMPDIR/err" &
+  pid=$!
+  # The dead sink is first in line, and still the live one receives everything...
+  wait_for eval '(($(keys "$REDIS_PORT" "live$BATS_TEST_NUMBER:*") == n))'
+  # ...while the dead one's records are in its own spool, and so the broker has been acked.
+  wait_for eval '[[ $(spool_pending "$metrics" "$FLAKY_PORT") == "$n" ]]'
+  wait_for eval '(($(queue_depth "$q") == 0))'
+  kill -0 "$pid"
+  # Back: with traffic flowing, the spool is replayed ahead of the new records.
+  start_redis flaky
+  publish_until "$q" eval '(($(keys "$FLAKY_PORT" "back:r*") == n))'
+  wait "$pid" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+  grep -q "\"replayed\":$n," "$BATS_TEST_TMPDIR/err"
+  (($(keys "$FLAKY_PORT" "back:*") == $(keys "$REDIS_PORT" "live$BATS_TEST_NUMBER:*")))
+  [ "$(spool_pending "$metrics" "$FLAKY_PORT")" -eq 0 ]
+  [ "$(queue_depth "$q")" -eq 0 ]
+  stop_redis flaky
+}
+
+@test "two sinks, one dead, no spool: nothing is acked until the dead one has it (the broker keeps all), then all are" {
+  q=nospool$BATS_TEST_NUMBER n=1000
+  records "$n" | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
+  start_redis flaky
+  stop_redis flaky
+  live="redis://127.0.0.1:$REDIS_PORT/0?key=ns$BATS_TEST_NUMBER:{id}"
+  dead="redis://127.0.0.1:$FLAKY_PORT/0?key=ns:{id}"
+  queue-relay --from "$RABBITMQ_URL?queue=$q&prefetch=500" --to "$dead" --to "$live" \
+    --connect-timeout 1s --exit-when-idle 5s 2>"$BATS_TEST_TMPDIR/err" &
+  pid=$!
+  # The live one gets what the broker hands out (a prefetch window, handed out again and
+  # again: without a spool the dead sink holds the source back), and not one is acked.
+  wait_for eval '(($(grep -c "no --spool to keep them" "$BATS_TEST_TMPDIR/err") >= 4))'
+  (($(keys "$REDIS_PORT" "ns$BATS_TEST_NUMBER:*") > 0))
+  [ "$(queue_depth "$q")" -eq "$n" ]
+  start_redis flaky
+  wait_for eval '(($(keys "$FLAKY_PORT" "ns:*") == n))'
+  wait "$pid" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+  [ "$(keys "$REDIS_PORT" "ns$BATS_TEST_NUMBER:*")" -eq "$n" ]
+  [ "$(queue_depth "$q")" -eq 0 ]
+  stop_redis flaky
+}
