@@ -1,15 +1,18 @@
 // queue-relay: queues, streams and files to stores and services, at least once.
 #include <iostream>
+#include <string_view>
 
 #include <envkit/log.hpp>
 #include <envkit/signals.hpp>
 
 #include "queue-relay/config.hpp"
 #include "queue-relay/relay.hpp"
+#include "queue-relay/spool_check.hpp"
 
 int main(int argc, char** argv) {
   envkit::install_stop_handlers();
   try {
+    if (argc >= 2 && std::string_view(argv[1]) == "spool") return queue_relay::spool_main(argc - 1, argv + 1, std::cout);
     queue_relay::Config config;
     auto parsed = queue_relay::parse_options(argc, argv, config, std::cout);
     if (!parsed) return envkit::report(parsed.error());

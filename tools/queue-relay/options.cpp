@@ -15,7 +15,9 @@ using envkit::po::value;
 
 namespace {
 
-const char* kUsage = "queue-relay --from URL --to URL [--to URL]... [--dead-letter URL] [OPTION]...";
+const char* kUsage =
+    "queue-relay --from URL --to URL [--to URL]... [--dead-letter URL] [OPTION]...\n"
+    "  or:  queue-relay spool check DIR";
 
 const char* kSummary =
     "Moves records (JSON objects) from a queue, stream, file or stdin to every --to sink, at\n"
@@ -41,10 +43,11 @@ std::string after_options() {
          "      --dead-letter file:/var/lib/queue-relay/dead.jsonl --max-deliveries 5\n"
          "\n"
          "Exit status: 0 every record reached every sink; 1 some records went to the dead\n"
-         "letters; 64 usage; 69 the source or a sink cannot be reached; 74 spool or file I/O\n"
-         "error, spool full; 75 records left in the spool for the next run; 78 a source or sink\n"
-         "refused the configuration (credentials, a missing queue, topic or table). See\n"
-         "queue-relay(1).";
+         "letters; 64 usage; 65 a damaged spool segment was quarantined; 69 the source or a\n"
+         "sink cannot be reached; 74 spool or file I/O error, spool full; 75 records left in\n"
+         "the spool for the next run; 78 a source or sink refused the configuration\n"
+         "(credentials, a missing queue, topic or table). See queue-relay(1); `queue-relay\n"
+         "spool --help` for checking a spool.";
   return out.str();
 }
 

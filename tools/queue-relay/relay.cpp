@@ -191,6 +191,14 @@ Result<Exit> run(const Config& c) {
   if (c.stats) print_stats(c, **pipeline, start);
   if (!status) return status.error();
 
+  size_t damaged = 0;
+  for (const auto& q : (*pipeline)->quarantined()) damaged += q.torn ? 0 : 1;
+  if (damaged > 0) {
+    // Reported one by one by the spool; this is what the exit status says.
+    envkit::log_error(std::to_string(damaged) + " damaged spool segment parts quarantined: see `queue-relay spool check " +
+                      c.spool_dir + "`");
+    return Exit::data;
+  }
   uint64_t pending = 0;
   for (const auto& t : (*pipeline)->sink_totals()) pending += t.spool_pending;
   const auto& counters = (*pipeline)->counters();

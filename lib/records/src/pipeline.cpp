@@ -261,6 +261,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::open(std::vector<SinkSpec> sinks, Pi
     if (!url) return url.error();
     auto spool = Spool::open(options.spool_dir + "/" + spool_name(url->redacted()), options.spool);
     if (!spool) return spool.error();
+    // Which sink the spool is for, in words (its directory name is cut and hashed), for
+    // `queue-relay spool check`; a spool without it still replays.
+    if (auto named = write_file_atomically(spool->dir() + "/" + std::string(kSpoolSinkFile), url->redacted() + "\n");
+        !named) {
+      log_warning(named.error().message);
+    }
     st->spooled_at_open.push_back(spool->pending_records());
     st->spools.push_back(std::make_shared<SharedSpool>(std::move(*spool)));
   }
@@ -411,6 +417,17 @@ const LatencyHistogram& Pipeline::behind() const { return state_->behind; }
 const LatencyHistogram& Pipeline::end_to_end() const { return state_->end_to_end; }
 uint64_t Pipeline::untimed() const { return state_->untimed; }
 std::vector<uint64_t> Pipeline::spooled_at_open() const { return state_->spooled_at_open; }
+
+std::vector<SpoolQuarantine> Pipeline::quarantined() const {
+  std::vector<SpoolQuarantine> out;
+  for (const auto& shared : state_->spools) {
+    if (!shared) continue;
+    std::lock_guard lock(shared->mutex);
+    const auto& q = shared->spool.quarantined();
+    out.insert(out.end(), q.begin(), q.end());
+  }
+  return out;
+}
 
 double Pipeline::active_seconds() const {
   if (state_->first_in == Clock::time_point{} || state_->last_done <= state_->first_in) return 0;

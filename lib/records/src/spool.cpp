@@ -40,6 +40,7 @@ constexpr std::string_view kSuffix = ".spool";
 constexpr std::string_view kAckName = "ack";
 constexpr std::string_view kAckTag = "envkit spool ack v1";
 constexpr std::string_view kAckTempPrefix = ".ack.tmp.";
+constexpr std::string_view kQuarantineDir = "quarantine";
 // Reading a megabyte at a time keeps peek() and the scan on open at a few syscalls per
 // batch without holding a whole 16 MiB segment in memory.
 constexpr size_t kReadChunk = 1 << 20;
@@ -233,21 +234,61 @@ void encode(std::string& out, const Record& r) {
   store_u32(header + 8, crc32c(header, 8));
 }
 
+/// Whole frames after damaged bytes at `from`: the next offset where a frame verifies, the
+/// frames that follow it, and so on past any further damage. A false match needs both
+/// checksums to pass by chance.
+Result<std::vector<std::pair<uint64_t, Record>>> frames_after(SegmentView& view, uint64_t from) {
+  std::vector<std::pair<uint64_t, Record>> out;
+  uint64_t at = from + 1;
+  while (at < view.size && view.size - at >= kHeaderSize) {
+    auto f = read_frame(view, at);
+    if (!f) return f.error();
+    if (f->state != Frame::State::ok) {
+      ++at;
+      continue;
+    }
+    out.emplace_back(at, decode(f->payload, f->payload_size));
+    at += f->size;
+  }
+  return out;
+}
+
+/// True when the bytes from `from` to the end are all zero: blocks a file system allotted
+/// to an interrupted write and never filled in.
+Result<bool> zeros_from(SegmentView& view, uint64_t from) {
+  for (uint64_t at = from; at < view.size;) {
+    uint64_t n = std::min<uint64_t>(kReadChunk, view.size - at);
+    auto bytes = view.bytes(at, n);
+    if (!bytes) return bytes.error();
+    if (!std::all_of(*bytes, *bytes + n, [](char c) { return c == 0; })) return false;
+    at += n;
+  }
+  return true;
+}
+
+/// Damage the scan found: where, why, and the whole frames after it.
+struct ScanDamage {
+  uint64_t offset = 0;
+  std::string reason;
+  bool torn = false;  // the shape of an interrupted write at the end of the newest segment
+  std::vector<std::pair<uint64_t, Record>> after;
+};
+
 /// What the scan on open found in one segment.
 struct ScanResult {
-  uint64_t valid = 0;  // bytes of magic and whole, verified frames
+  uint64_t size = 0;   // of the file
+  uint64_t valid = 0;  // bytes of magic and whole, verified frames before any damage
   uint64_t records = 0;
   uint64_t mark_index = 0;  // records before `mark`
   bool mark_found = false;  // `mark` is a frame boundary within `valid`
+  std::optional<ScanDamage> damage;
 };
 
-/// Verifies every frame of the segment at `path`. In the last segment, damage after which
-/// no valid frame follows is what a crash leaves (a write cut short, or blocks the file
-/// system never filled in): it is cut off, with a warning. Anywhere else it is an error, so
-/// that acknowledged records are never skipped in silence. `mark` is an offset whose
-/// record index is wanted (the acknowledged position).
-Result<ScanResult> scan_segment(int fd, const std::string& path, bool last, uint64_t mark,
-                                bool sync) {
+/// Verifies every frame of the segment open as `fd` and says where the first damage is.
+/// In the last segment, an incomplete frame or zeros with no whole frame after them is
+/// what a crash leaves (torn); anything else is damage. Changes nothing: the caller
+/// quarantines. `mark` is an offset whose record index is wanted (the acknowledged position).
+Result<ScanResult> scan_segment(int fd, const std::string& path, bool last, uint64_t mark) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return system_error(path, "stat", errno);
   auto size = static_cast<uint64_t>(st.st_size);
@@ -255,39 +296,39 @@ Result<ScanResult> scan_segment(int fd, const std::string& path, bool last, uint
   uint64_t buf_start = 0;
   SegmentView view{fd, size, path, buf, buf_start};
   ScanResult out;
+  out.size = size;
 
-  auto damaged = [&](uint64_t offset, std::string_view why) {
-    return Error{Exit::data, path + ": damaged spool segment at offset " + std::to_string(offset) +
-                                 ": " + std::string(why)};
-  };
-  // Where the first valid frame after `from` starts, if any: one means the damage at `from`
-  // is in the middle of acknowledged data, not a torn end.
-  auto valid_frame_after = [&](uint64_t from) -> Result<std::optional<uint64_t>> {
-    for (uint64_t at = from + 1; at + kHeaderSize <= size; ++at) {
-      auto f = read_frame(view, at);
-      if (!f) return f.error();
-      if (f->state == Frame::State::ok) return std::optional<uint64_t>(at);
+  auto damaged_at = [&](uint64_t offset, std::string why, bool incomplete) -> Status {
+    ScanDamage d{offset, std::move(why), false, {}};
+    if (offset > 0 || size >= kMagicSize) {
+      auto after = frames_after(view, std::max(offset, kMagicSize - 1));
+      if (!after) return after.error();
+      d.after = std::move(*after);
     }
-    return std::optional<uint64_t>();
+    if (last && d.after.empty()) {
+      auto zeros = zeros_from(view, offset);
+      if (!zeros) return zeros.error();
+      d.torn = incomplete || *zeros;
+    }
+    out.damage = std::move(d);
+    return {};
   };
 
   uint64_t offset = 0;
-  bool torn = false;
   if (size < kMagicSize) {
-    if (!last) return damaged(0, "shorter than the segment header");
-    torn = true;
+    if (auto st2 = damaged_at(0, "shorter than the segment header", true); !st2) return st2.error();
   } else {
     auto magic = view.bytes(0, kMagicSize);
     if (!magic) return magic.error();
     if (std::string_view(*magic, kMagicSize) != kMagic) {
-      bool zeros = std::all_of(*magic, *magic + kMagicSize, [](char c) { return c == 0; });
-      if (!last || !zeros) return damaged(0, "not an envkit spool segment (bad magic)");
-      torn = true;  // a file system that extended the file but never wrote the data
+      if (auto st2 = damaged_at(0, "not an envkit spool segment (bad magic)", false); !st2) {
+        return st2.error();
+      }
     } else {
       offset = kMagicSize;
     }
   }
-  while (!torn && offset < size) {
+  while (!out.damage && offset < size) {
     if (offset == mark) {
       out.mark_found = true;
       out.mark_index = out.records;
@@ -299,32 +340,15 @@ Result<ScanResult> scan_segment(int fd, const std::string& path, bool last, uint
       ++out.records;
       continue;
     }
-    if (!last) return damaged(offset, describe(f->state));
-    auto next = valid_frame_after(offset);
-    if (!next) return next.error();
-    if (*next) {
-      return damaged(offset, std::string(describe(f->state)) + " (valid records follow at offset " +
-                                 std::to_string(**next) + ")");
+    if (auto st2 = damaged_at(offset, describe(f->state), f->state == Frame::State::incomplete); !st2) {
+      return st2.error();
     }
-    torn = true;
   }
   if (offset == mark) {
     out.mark_found = true;
     out.mark_index = out.records;
   }
   out.valid = offset;
-  if (torn) {
-    if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) {
-      return system_error(path, "truncate torn write", errno);
-    }
-    if (sync) {
-      if (int err = fdatasync_retrying(fd)) return system_error(path, "fsync", err);
-    }
-    log_warning(path + ": dropped " + std::to_string(size - offset) + " bytes at offset " +
-                std::to_string(offset) +
-                " left by an interrupted write (records appended after the last "
-                "acknowledged batch, or damage to the last record)");
-  }
   return out;
 }
 
@@ -438,6 +462,7 @@ Status Spool::load() {
     return {};
   };
 
+  std::vector<Record> recovered;  // whole records after damage, appended again at the end
   for (size_t i = 0; i < seqs.size(); ++i) {
     uint64_t seq = seqs[i];
     // Consumed to the end before the crash that kept consume() from removing it.
@@ -450,17 +475,32 @@ Status Spool::load() {
     UniqueFd fd(::open(path.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC));
     if (fd.get() < 0) return system_error(path, "open", errno);
     uint64_t mark = seq == ack_seq ? std::max(ack_offset, kMagicSize) : kMagicSize;
-    auto scan = scan_segment(fd.get(), path, last, mark, options_.fsync);
+    auto scan = scan_segment(fd.get(), path, last, mark);
     if (!scan) return scan.error();
+    if (scan->damage) {
+      const ScanDamage& damage = *scan->damage;
+      auto q = quarantine(seq, damage.offset, scan->size, damage.reason, damage.torn);
+      if (!q) return q.error();
+      // Records before the acknowledged position were consumed: only later ones come again.
+      for (const auto& [at, record] : damage.after) {
+        if (at < mark) continue;
+        recovered.push_back(record);
+        ++q->recovered;
+      }
+      report(*q);
+      quarantined_.push_back(std::move(*q));
+    }
     uint64_t consumed = 0;
     if (seq == ack_seq) {
       if (scan->mark_found) {
         consumed = scan->mark_index;
       } else if (mark > scan->valid) {
-        // Only possible when appends ran without fsync and a crash lost records that had
-        // been consumed already: nothing of this segment is pending.
-        log_warning(ack_path + ": acknowledges offset " + std::to_string(mark) + " of " + path +
-                    ", which ends at " + std::to_string(scan->valid) + ": treating it as consumed");
+        // Cut off by the quarantine just now, or (appends without fsync) lost to a crash
+        // after being consumed: nothing left of this segment is pending.
+        if (!scan->damage) {
+          log_warning(ack_path + ": acknowledges offset " + std::to_string(mark) + " of " + path +
+                      ", which ends at " + std::to_string(scan->valid) + ": treating it as consumed");
+        }
         consumed = scan->records;
       } else {
         return Error{Exit::data, ack_path + ": offset " + std::to_string(ack_offset) +
@@ -479,8 +519,90 @@ Status Spool::load() {
     disk_bytes_ += scan->valid;
     if (last) write_fd_ = std::move(fd);
   }
-  if (removed && options_.fsync) return fsync_directory(dir_);
+  if (removed && options_.fsync) {
+    if (auto st2 = fsync_directory(dir_); !st2) return st2;
+  }
+  // Appended only after the cut: a crash in between leaves them in the quarantine file,
+  // never nowhere; after the append they may be in both (at least once).
+  if (!recovered.empty()) return append(recovered);
   return {};
+}
+
+Result<SpoolQuarantine> Spool::quarantine(uint64_t seq, uint64_t offset, uint64_t size,
+                                          std::string reason, bool torn) {
+  SpoolQuarantine q;
+  q.segment = segment_path(seq);
+  q.offset = offset;
+  q.bytes = size - offset;
+  q.reason = std::move(reason);
+  q.torn = torn;
+  std::string qdir = dir_ + "/" + std::string(kQuarantineDir);
+  if (auto st = make_directories(qdir, 0700); !st) return st.error();
+  char name[kSeqDigits + 1];
+  std::snprintf(name, sizeof name, "%020llu", static_cast<unsigned long long>(seq));
+  q.path = qdir + "/" + name + std::string(kSuffix) + "@" + std::to_string(offset) +
+           (torn ? ".torn" : ".damaged");
+
+  UniqueFd fd(::open(q.segment.c_str(), O_RDWR | O_CLOEXEC));
+  if (fd.get() < 0) return system_error(q.segment, "open", errno);
+  std::string bytes(q.bytes, '\0');
+  ssize_t got = pread_full(fd.get(), bytes.data(), bytes.size(), offset);
+  if (got < 0) return system_error(q.segment, "read", static_cast<int>(-got));
+  bytes.resize(static_cast<size_t>(got));
+  // Durable in the quarantine before it leaves the segment: never nowhere.
+  if (auto st = write_file_atomically(q.path, bytes, 0600); !st) return st.error();
+  if (::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0) {
+    return system_error(q.segment, "cut the quarantined bytes from", errno);
+  }
+  if (options_.fsync) {
+    if (int err = fdatasync_retrying(fd.get())) return system_error(q.segment, "fsync", err);
+  }
+  return q;
+}
+
+void Spool::report(const SpoolQuarantine& q) const {
+  std::string what = q.torn ? "an interrupted write" : "damage";
+  std::string text = q.segment + ": " + what + " at offset " + std::to_string(q.offset) + " (" + q.reason +
+                     "): " + std::to_string(q.bytes) + " bytes moved to " + q.path;
+  if (q.recovered > 0) {
+    text += "; " + std::to_string(q.recovered) + " whole records after it spooled again";
+  }
+  if (q.torn) {
+    log_warning(text + " (records never acknowledged)");
+  } else {
+    log_error(text);
+  }
+}
+
+bool Spool::found_damage() const {
+  return std::any_of(quarantined_.begin(), quarantined_.end(), [](const auto& q) { return !q.torn; });
+}
+
+Status Spool::quarantine_in_peek(size_t segment, Position at, const char* reason) {
+  // Verified on open, so this is damage since (a disk error, another program): never torn.
+  Segment& seg = segments_[segment];
+  if (auto st = open_reader(seg.seq); !st) return st;
+  std::string path = segment_path(seg.seq);
+  std::vector<Record> again;
+  {
+    SegmentView view{read_fd_.get(), seg.bytes, path, read_buf_.bytes, read_buf_.start};
+    auto after = frames_after(view, at.offset);
+    if (!after) return after.error();
+    for (auto& [offset, record] : *after) again.push_back(std::move(record));
+  }
+  auto q = quarantine(seg.seq, at.offset, seg.bytes, reason, false);
+  if (!q) return q.error();
+  read_fd_.reset();
+  read_buf_ = ReadBuffer{};
+  pending_records_ -= seg.records - at.index;
+  disk_bytes_ -= seg.bytes - at.offset;
+  seg.bytes = at.offset;
+  seg.records = at.index;
+  peeked_.clear();
+  q->recovered = again.size();
+  report(*q);
+  quarantined_.push_back(std::move(*q));
+  return append(again);
 }
 
 uint64_t Spool::pending_bytes() const {
@@ -621,9 +743,9 @@ Result<std::vector<Record>> Spool::peek(size_t max_records) {
       auto f = read_frame(view, pos.offset);
       if (!f) return f.error();
       if (f->state != Frame::State::ok) {
-        // Verified on open, so this is damage since (a disk error, another program).
-        return Error{Exit::data, path + ": damaged spool segment at offset " +
-                                     std::to_string(pos.offset) + ": " + describe(f->state)};
+        // Each quarantine cuts the segment short, so this ends.
+        if (auto st = quarantine_in_peek(i, pos, describe(f->state)); !st) return st.error();
+        return peek(max_records);
       }
       out.push_back(decode(f->payload, f->payload_size));
       pos.offset += f->size;

@@ -140,6 +140,17 @@ class SpoolTest : public ::testing::Test {
     f.put(static_cast<char>(c ^ 0x10));
   }
 
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+
+  /// `bytes` with the byte at `offset` flipped as flip_byte() does.
+  static std::string slurp_of(std::string bytes, uint64_t offset) {
+    bytes[offset] = static_cast<char>(bytes[offset] ^ 0x10);
+    return bytes;
+  }
+
   static mode_t mode_of(const std::string& p) {
     struct stat st {};
     EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
@@ -265,7 +276,7 @@ TEST_F(SpoolTest, FullSpoolRefusesTheWholeBatchAndAcceptsAgainAfterConsume) {
       << huge.error().message;
 }
 
-TEST_F(SpoolTest, TornTailCutMidFrameIsDroppedOnOpen) {
+TEST_F(SpoolTest, TornTailCutMidFrameIsQuarantinedOnOpen) {
   {
     Spool s = open_ok(small());
     ASSERT_TRUE(s.append(make_records(0, 9)).ok());
@@ -273,39 +284,58 @@ TEST_F(SpoolTest, TornTailCutMidFrameIsDroppedOnOpen) {
   std::string last = segments().back();
   uint64_t size = fs::file_size(last);
   fs::resize_file(last, size - 100);  // the last record loses its end, as in a crash mid-write
+  uint64_t cut_at = size - framed_size(make_record(8));
+  std::string cut = slurp(last).substr(cut_at);
 
   {
     ::testing::internal::CaptureStderr();
     Spool s = open_ok(small());
     std::string warning = ::testing::internal::GetCapturedStderr();
-    EXPECT_NE(warning.find(last + ": dropped "), std::string::npos) << warning;
-    uint64_t dropped = framed_size(make_record(8)) - 100;
-    EXPECT_NE(warning.find(std::to_string(dropped) + " bytes"), std::string::npos) << warning;
-    EXPECT_EQ(fs::file_size(last), size - framed_size(make_record(8)));
+    ASSERT_EQ(s.quarantined().size(), 1u);
+    const SpoolQuarantine& q = s.quarantined().front();
+    EXPECT_TRUE(q.torn);
+    EXPECT_FALSE(s.found_damage()) << "an interrupted write is not damage";
+    EXPECT_EQ(q.segment, last);
+    EXPECT_EQ(q.offset, cut_at);
+    EXPECT_EQ(q.bytes, cut.size());
+    EXPECT_EQ(q.path, dir_ + "/quarantine/" + fs::path(last).filename().string() + "@" +
+                          std::to_string(cut_at) + ".torn");
+    EXPECT_EQ(slurp(q.path), cut) << "the cut bytes are kept, not dropped";
+    EXPECT_NE(warning.find(q.path), std::string::npos) << warning;
+    EXPECT_NE(warning.find("an interrupted write"), std::string::npos) << warning;
+    EXPECT_EQ(fs::file_size(last), cut_at);
     EXPECT_TRUE(holds_acknowledged(all(s), 0, 0, 8));
     // Appends continue right after the last whole record.
     ASSERT_TRUE(s.append(make_records(8, 3)).ok());
   }
   Spool s = open_ok(small());
+  EXPECT_TRUE(s.quarantined().empty()) << "a quarantine happens once";
   EXPECT_TRUE(holds_acknowledged(all(s), 0, 0, 11));
 }
 
-TEST_F(SpoolTest, GarbageAfterTheLastRecordIsDroppedOnOpen) {
+TEST_F(SpoolTest, GarbageAfterTheLastRecordIsQuarantinedAsDamage) {
   {
     Spool s = open_ok(small());
     ASSERT_TRUE(s.append(make_records(0, 5)).ok());
   }
   std::string last = segments().back();
   uint64_t size = fs::file_size(last);
-  {
-    std::ofstream f(last, std::ios::app | std::ios::binary);
-    std::mt19937 rng(7);
-    for (int i = 0; i < 777; ++i) f.put(static_cast<char>(rng()));
-  }
+  std::string garbage;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 777; ++i) garbage += static_cast<char>(rng());
+  { std::ofstream(last, std::ios::app | std::ios::binary) << garbage; }
   ::testing::internal::CaptureStderr();
   Spool s = open_ok(small());
-  std::string warning = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(warning.find("dropped 777 bytes"), std::string::npos) << warning;
+  std::string error = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(s.quarantined().size(), 1u);
+  const SpoolQuarantine& q = s.quarantined().front();
+  EXPECT_FALSE(q.torn) << "random bytes are not what an interrupted write leaves";
+  EXPECT_TRUE(s.found_damage());
+  EXPECT_EQ(q.offset, size);
+  EXPECT_EQ(q.bytes, 777u);
+  EXPECT_EQ(slurp(q.path), garbage);
+  EXPECT_NE(error.find(q.path), std::string::npos) << error;
+  EXPECT_NE(error.find("damage at offset " + std::to_string(size)), std::string::npos) << error;
   EXPECT_EQ(fs::file_size(last), size);
   EXPECT_TRUE(holds_acknowledged(all(s), 0, 0, 5));
 }
@@ -337,7 +367,7 @@ TEST_F(SpoolTest, EmptyOrZeroFilledLastSegmentIsDropped) {
   EXPECT_EQ(segments().size(), 1u);
 }
 
-TEST_F(SpoolTest, DamageInsideTheLastSegmentIsAnErrorNotASkip) {
+TEST_F(SpoolTest, AFlippedByteQuarantinesOneRecordAndTheRestAreReplayed) {
   std::vector<Record> recs = make_records(0, 6);
   {
     Spool s = open_ok({});
@@ -346,56 +376,121 @@ TEST_F(SpoolTest, DamageInsideTheLastSegmentIsAnErrorNotASkip) {
   ASSERT_EQ(segments().size(), 1u);
   std::string seg = segments().front();
   uint64_t third = kMagicSize + framed_size(recs[0]) + framed_size(recs[1]);
+  std::string original = slurp(seg);
 
-  flip_byte(seg, third + 40);  // inside the third record's JSON
-  auto s = Spool::open(dir_, {});
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code, Exit::data);
-  EXPECT_NE(
-      s.error().message.find(seg + ": damaged spool segment at offset " + std::to_string(third)),
-      std::string::npos)
-      << s.error().message;
-  EXPECT_NE(s.error().message.find("record checksum mismatch"), std::string::npos);
-
-  flip_byte(seg, third + 40);  // repaired
-  flip_byte(seg, third + 1);   // the third record's length
-  s = Spool::open(dir_, {});
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code, Exit::data);
-  EXPECT_NE(s.error().message.find("frame header checksum mismatch"), std::string::npos)
-      << s.error().message;
-  EXPECT_EQ(fs::file_size(seg), kMagicSize + 6 * framed_size(recs[0])) << "nothing truncated";
+  for (uint64_t where : {third + 40, third + 1}) {  // the third record's JSON; its length
+    SCOPED_TRACE(where);
+    { std::ofstream(seg, std::ios::binary | std::ios::trunc) << original; }
+    fs::remove_all(dir_ + "/quarantine");
+    flip_byte(seg, where);
+    ::testing::internal::CaptureStderr();
+    {
+      Spool s = open_ok({});
+      std::string error = ::testing::internal::GetCapturedStderr();
+      ASSERT_EQ(s.quarantined().size(), 1u);
+      const SpoolQuarantine& q = s.quarantined().front();
+      EXPECT_FALSE(q.torn);
+      EXPECT_EQ(q.offset, third);
+      EXPECT_EQ(q.recovered, 3u) << "records 3, 4 and 5 follow the damage whole";
+      EXPECT_EQ(q.reason, where == third + 1 ? "frame header checksum mismatch" : "record checksum mismatch");
+      EXPECT_NE(error.find(q.path), std::string::npos) << error;
+      EXPECT_EQ(slurp(q.path), slurp_of(original, where).substr(third)) << "kept as it was found";
+      std::vector<std::string> ids;
+      for (const auto& r : all(s)) ids.push_back(r.id);
+      EXPECT_EQ(ids, (std::vector<std::string>{"rec-0", "rec-1", "rec-3", "rec-4", "rec-5"}))
+          << "only the damaged record is missing from the replay";
+      EXPECT_EQ(s.pending_records(), 5u);
+    }
+    Spool again = open_ok({});
+    EXPECT_TRUE(again.quarantined().empty());
+    EXPECT_EQ(again.pending_records(), 5u);
+  }
 }
 
-TEST_F(SpoolTest, DamageInAnEarlierSegmentIsAnError) {
+TEST_F(SpoolTest, DamageInAnEarlierSegmentIsQuarantinedNotSkipped) {
   {
     Spool s = open_ok(small());
     for (uint64_t b = 0; b < 10; ++b) ASSERT_TRUE(s.append(make_records(b * 5, 5)).ok());
   }
   auto segs = segments();
   ASSERT_GT(segs.size(), 2u);
-  // Its last record: in the last segment this would pass for a torn write, here it cannot.
+  uint64_t before = 0;
+  {
+    Spool s = open_ok(small());
+    before = s.pending_records();
+  }
+  // Its last record: in the last segment this could pass for a torn write, here it cannot.
   flip_byte(segs[1], fs::file_size(segs[1]) - 3);
-  auto s = Spool::open(dir_, small());
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code, Exit::data);
-  EXPECT_NE(s.error().message.find(segs[1] + ": damaged spool segment at offset"),
-            std::string::npos)
-      << s.error().message;
+  ::testing::internal::CaptureStderr();
+  Spool s = open_ok(small());
+  ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(s.quarantined().size(), 1u);
+  EXPECT_FALSE(s.quarantined().front().torn);
+  EXPECT_EQ(s.quarantined().front().segment, segs[1]);
+  EXPECT_EQ(s.pending_records(), before - 1);
 }
 
-TEST_F(SpoolTest, DamageAfterOpenIsReportedByPeek) {
+TEST_F(SpoolTest, AnEarlierSegmentCutShortIsDamageNotATornWrite) {
+  {
+    Spool s = open_ok(small());
+    for (uint64_t b = 0; b < 10; ++b) ASSERT_TRUE(s.append(make_records(b * 5, 5)).ok());
+  }
+  auto segs = segments();
+  ASSERT_GT(segs.size(), 2u);
+  fs::resize_file(segs[0], fs::file_size(segs[0]) - 10);
+  ::testing::internal::CaptureStderr();
+  Spool s = open_ok(small());
+  std::string error = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(s.quarantined().size(), 1u);
+  EXPECT_FALSE(s.quarantined().front().torn) << "only the newest segment is ever written to";
+  EXPECT_TRUE(s.found_damage());
+  EXPECT_NE(error.find(s.quarantined().front().path), std::string::npos) << error;
+  auto got = all(s);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.front().id, "rec-0");
+}
+
+TEST_F(SpoolTest, DamageAfterOpenIsQuarantinedByPeek) {
   Spool s = open_ok({});
   std::vector<Record> recs = make_records(0, 4);
   ASSERT_TRUE(s.append(recs).ok());
   flip_byte(segments().front(), kMagicSize + framed_size(recs[0]) + 30);
+  ::testing::internal::CaptureStderr();
   auto got = s.peek(10);
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error().code, Exit::data);
-  EXPECT_NE(got.error().message.find(segments().front()), std::string::npos);
-  auto first = s.peek(1);  // the record before the damage is still readable
-  ASSERT_TRUE(first.ok());
-  EXPECT_EQ(first->front().id, "rec-0");
+  std::string error = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  std::vector<std::string> ids;
+  for (const auto& r : *got) ids.push_back(r.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"rec-0", "rec-2", "rec-3"}));
+  ASSERT_EQ(s.quarantined().size(), 1u);
+  EXPECT_TRUE(s.found_damage());
+  EXPECT_NE(error.find(s.quarantined().front().path), std::string::npos) << error;
+  ASSERT_TRUE(s.consume(got->size()).ok());
+  EXPECT_TRUE(s.empty());
+  ASSERT_TRUE(s.append(make_records(4, 1)).ok());
+  auto next = s.peek(10);
+  ASSERT_TRUE(next.ok());
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ(next->front().id, "rec-4");
+}
+
+TEST_F(SpoolTest, DamageBeforeTheAcknowledgedPositionRequeuesOnlyPendingRecords) {
+  std::vector<Record> recs = make_records(0, 6);
+  {
+    Spool s = open_ok({});
+    ASSERT_TRUE(s.append(recs).ok());
+    ASSERT_TRUE(s.peek(3).ok());
+    ASSERT_TRUE(s.consume(3).ok());
+  }
+  flip_byte(segments().front(), kMagicSize + framed_size(recs[0]) + 30);  // consumed rec-1
+  ::testing::internal::CaptureStderr();
+  Spool s = open_ok({});
+  ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(s.quarantined().size(), 1u);
+  EXPECT_EQ(s.quarantined().front().recovered, 3u);
+  std::vector<std::string> ids;
+  for (const auto& r : all(s)) ids.push_back(r.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"rec-3", "rec-4", "rec-5"})) << "consumed ones stay consumed";
 }
 
 TEST_F(SpoolTest, DamagedAckFileIsAnError) {

@@ -128,6 +128,8 @@ class Pipeline {
   double active_seconds() const;
   /// Spooled records found at open, per sink (from an earlier run).
   std::vector<uint64_t> spooled_at_open() const;
+  /// What the sinks' spools moved to their quarantine, at open or while replaying.
+  std::vector<SpoolQuarantine> quarantined() const;
 
   /// The common --stats members: "records" {received, acked, dead, retried, spooled},
   /// "latency_ms" {p50, p90, p99, p999, max}, with an origin "end_to_end_ms" {timed,
@@ -146,5 +148,8 @@ class Pipeline {
 /// The spool directory name for a sink URL: readable, and unique by a hash of the whole
 /// URL: "mysql-127.0.0.1-33060-iot-5f1c2a9b".
 std::string spool_name(std::string_view redacted_url);
+
+/// The file in each sink's spool directory naming its sink (the redacted URL and a newline).
+inline constexpr std::string_view kSpoolSinkFile = "sink";
 
 }  // namespace envkit

@@ -28,6 +28,21 @@ struct SpoolOptions {
   bool fsync = true;
 };
 
+/// Bytes of a segment moved aside because they could not be read back as records: the
+/// damaged frame and everything after it in that segment (see Spool, "Quarantine").
+struct SpoolQuarantine {
+  std::string segment;     ///< the segment file the bytes came from
+  uint64_t offset = 0;     ///< where the damage starts in it
+  uint64_t bytes = 0;      ///< how many bytes were moved aside (to the segment's old end)
+  std::string path;        ///< where they are now: DIR/quarantine/SEGMENT@OFFSET.{torn,damaged}
+  std::string reason;      ///< what was wrong ("record checksum mismatch")
+  uint64_t recovered = 0;  ///< whole records found after the damage, appended to the spool again
+  /// An interrupted write at the end of the newest segment (an incomplete frame, or zeros
+  /// the file system never filled in): what a crash leaves, holding no acknowledged record.
+  /// Anything else is damage to records the spool acknowledged.
+  bool torn = false;
+};
+
 /// Records that could not be delivered yet, kept in order in a directory until a sink has
 /// them (docs/architecture.md, "Nothing lost").
 ///
@@ -44,15 +59,22 @@ struct SpoolOptions {
 /// sequence, mode 0600; the directory is created 0700). A segment starts with an 8-byte
 /// magic and holds frames `[u32 length][u32 crc32c(payload)][u32 crc32c(length, crc)]
 /// [payload]`, little-endian; the payload is `[u32 id length][id][json]`. A batch never
-/// spans two segments, so a crash can tear only the end of the last one. On open, damage
-/// there after which no valid frame follows is taken for such a torn write and cut off with
-/// a warning (damage to the very last record looks the same and goes the same way); damage
-/// followed by valid frames, or anywhere in an earlier segment, is an error (Exit::data
-/// naming the file and offset): acknowledged records are never skipped in silence. The
-/// header has its own checksum, so a damaged length is recognised as damage instead of
-/// being followed to a wrong offset. `ack` holds how far the spool has been consumed; it
-/// is replaced atomically, and segments are removed only after it, so a consumed record
-/// never comes back.
+/// spans two segments, so a crash can tear only the end of the last one. The header has its
+/// own checksum, so a damaged length is recognised as damage instead of being followed to a
+/// wrong offset. `ack` holds how far the spool has been consumed; it is replaced
+/// atomically, and segments are removed only after it, so a consumed record never comes
+/// back.
+///
+/// Quarantine: a frame that does not verify (on open, or in peek()) is never skipped in
+/// silence. The bytes from it to the end of its segment are first written durably to
+/// `DIR/quarantine/SEGMENT@OFFSET.torn` or `.damaged`, then cut from the segment; whole
+/// frames found after the damage are appended to the spool again (so they are replayed,
+/// late, and only the damaged frames are lost to replay); each event is logged with the
+/// quarantine file's path and listed by quarantined(). `.torn` is the shape of an
+/// interrupted write at the end of the newest segment, whose records were never
+/// acknowledged (a warning); `.damaged` is everything else (an error: callers end with
+/// Exit::data). A crash between the cut and the append leaves the recovered records in the
+/// quarantine file only, never nowhere.
 ///
 /// Delivery is at-least-once: records delivered but not yet consumed when the process dies
 /// are replayed, and sinks absorb them by Record::id. A Spool holds an exclusive lock on
@@ -60,9 +82,9 @@ struct SpoolOptions {
 class Spool {
  public:
   /// Opens (creating if needed) the spool in `dir`, takes its lock, and scans every segment
-  /// to verify the frames and count what is pending. Errors: Exit::temp_fail when another
-  /// process holds the spool, Exit::data for a damaged segment or ack file, Exit::io for
-  /// file system failures, Exit::usage for nonsensical options.
+  /// to verify the frames and count what is pending; damaged frames are quarantined. Errors:
+  /// Exit::temp_fail when another process holds the spool, Exit::data for a damaged ack
+  /// file, Exit::io for file system failures, Exit::usage for nonsensical options.
   static Result<Spool> open(const std::string& dir, SpoolOptions options = {});
 
   Spool(Spool&& other) noexcept = default;
@@ -81,8 +103,8 @@ class Spool {
   Status append(std::span<const Record> batch);
 
   /// The oldest records not yet consumed, at most `max_records` of them, in append order.
-  /// Calling it again without consume() returns the same records. Checksums are verified:
-  /// a damaged frame is Exit::data naming the file and offset.
+  /// Calling it again without consume() returns the same records. Checksums are verified: a
+  /// frame damaged since open is quarantined (see above) and the records after it returned.
   Result<std::vector<Record>> peek(size_t max_records);
 
   /// Marks the oldest `n` pending records as delivered, durably: after it returns ok they
@@ -99,8 +121,14 @@ class Spool {
   /// Bytes of segment files on disk: what SpoolOptions::max_bytes limits. It can exceed
   /// pending_bytes() by the consumed head of the oldest segment.
   uint64_t disk_bytes() const { return disk_bytes_; }
+  /// Segment files holding pending records.
+  size_t segment_count() const { return segments_.size(); }
   /// The directory given to open().
   const std::string& dir() const { return dir_; }
+  /// What this Spool has moved to the quarantine since it was opened, oldest first.
+  const std::vector<SpoolQuarantine>& quarantined() const { return quarantined_; }
+  /// True when any of those is damage, not a torn write.
+  bool found_damage() const;
 
  private:
   /// One segment file: its sequence number, valid size and how many records it holds.
@@ -130,6 +158,10 @@ class Spool {
   Result<Position> advance(size_t n);
   Status open_reader(uint64_t seq);
   void forget_segment_fds(uint64_t seq);
+  Result<SpoolQuarantine> quarantine(uint64_t seq, uint64_t offset, uint64_t size, std::string reason,
+                                     bool torn);
+  Status quarantine_in_peek(size_t segment, Position at, const char* reason);
+  void report(const SpoolQuarantine& q) const;
 
   std::string dir_;
   SpoolOptions options_;
@@ -144,6 +176,7 @@ class Spool {
   uint64_t next_seq_ = 1;
   uint64_t pending_records_ = 0;
   uint64_t disk_bytes_ = 0;
+  std::vector<SpoolQuarantine> quarantined_;
   Error broken_;  // set once an fsync failed: appends repeat it
   bool is_broken_ = false;
 };
