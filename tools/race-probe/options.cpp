@@ -1,6 +1,7 @@
 // race-probe's options for each mode: declared once, bound to Config, cross-checked here.
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
 #include "race-probe/config.hpp"
 
@@ -37,6 +38,21 @@ void add_output_options(envkit::OptionParser& parser, std::string& format) {
        "human (the default on a terminal) or json (otherwise)");
 }
 
+// serve's own options, also listed under the probe's --help so completion offers them.
+void add_serve_options(envkit::po::options_description& options, ServeConfig& s) {
+  options.add_options()
+      ("listen", value(&s.listen)->value_name("URL"), "http://HOST:PORT to serve on (default http://127.0.0.1:8080)")
+      ("data", value(&s.data)->value_name("FILE"), "the tasks file, a JSON array (default tasks.json)")
+      ("unsafe", bool_switch(&s.unsafe), "read-modify-write without a lock; stale key-value reads")
+      ("race-window", value(&s.race_window)->value_name("DUR"),
+       "with --unsafe, wait DUR between each read and its write (and keep cached reads that long)")
+      ("fail-after-commit", value(&s.fail_after_commit)->value_name("P"),
+       "answer a fraction P (0..1) of writes 504 after they committed: outcome unknown to the client")
+      ("fail-stall", value(&s.fail_stall)->value_name("DUR"),
+       "hold those replies DUR first, so that a client's timeout fires (default 0)")
+      ("workers", value(&s.workers)->value_name("N"), "requests handled at once (default 64)");
+}
+
 envkit::Result<envkit::ParseOutcome> parse_serve(int argc, const char* const* argv, Config& c,
                                                  std::ostream& out) {
   envkit::OptionParser parser(
@@ -48,18 +64,8 @@ envkit::Result<envkit::ParseOutcome> parse_serve(int argc, const char* const* ar
        "Example:\n  race-probe serve --listen http://127.0.0.1:8080 --data /var/lib/tasks/tasks.json\n\n"
        "Exit status: 0 stopped by SIGINT/SIGTERM; 64 usage; 66 the data directory is missing;\n"
        "69 the address is in use. See race-probe(1)."});
+  add_serve_options(parser.options(), c.serve);
   auto& s = c.serve;
-  parser.options().add_options()
-      ("listen", value(&s.listen)->value_name("URL"), "http://HOST:PORT to serve on (default http://127.0.0.1:8080)")
-      ("data", value(&s.data)->value_name("FILE"), "the tasks file, a JSON array (default tasks.json)")
-      ("unsafe", bool_switch(&s.unsafe), "read-modify-write without a lock; stale key-value reads")
-      ("race-window", value(&s.race_window)->value_name("DUR"),
-       "with --unsafe, wait DUR between each read and its write (and keep cached reads that long)")
-      ("fail-after-commit", value(&s.fail_after_commit)->value_name("P"),
-       "answer a fraction P (0..1) of writes 504 after they committed: outcome unknown to the client")
-      ("fail-stall", value(&s.fail_stall)->value_name("DUR"),
-       "hold those replies DUR first, so that a client's timeout fires (default 0)")
-      ("workers", value(&s.workers)->value_name("N"), "requests handled at once (default 64)");
   auto outcome = parser.parse(argc, argv, out);
   if (!outcome || *outcome == envkit::ParseOutcome::exit_now) return outcome;
   if (s.fail_after_commit < 0 || s.fail_after_commit > 1) {
@@ -71,6 +77,15 @@ envkit::Result<envkit::ParseOutcome> parse_serve(int argc, const char* const* ar
   if (s.workers < 1 || s.workers > 1024) return Error{Exit::usage, "--workers must be from 1 to 1024"};
   if (s.data.empty()) return Error{Exit::usage, "--data: an empty file name"};
   return outcome;
+}
+
+std::string serve_options_text() {
+  ServeConfig unused;
+  envkit::po::options_description options("Options of race-probe serve (see race-probe serve --help)");
+  add_serve_options(options, unused);
+  std::ostringstream text;
+  text << options;
+  return text.str();
 }
 
 envkit::Result<envkit::ParseOutcome> parse_reconcile(int argc, const char* const* argv, Config& c,
@@ -105,8 +120,8 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
   envkit::OptionParser parser(
       {"race-probe",
        "race-probe --target URL [--workload tasks|stock] [--workers C] [--requests N] [OPTION]...\n"
-       "       race-probe serve [OPTION]...\n"
-       "       race-probe reconcile [OPTION]... HISTORY...",
+       "  or:  race-probe serve [OPTION]...\n"
+       "  or:  race-probe reconcile [OPTION]... HISTORY...",
        "Fires C workers x N operations at a service, reads back what it holds and reconciles:\n"
        "tasks (each request adds a unique record: lost, duplicated, corrupted, unexpected,\n"
        "recovered) or stock (concurrent purchases: no negative stock, none oversold, sold +\n"
@@ -118,7 +133,7 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
        "  race-probe --target http://127.0.0.1:8080/tasks --workers 2 --requests 100\n"
        "  race-probe --target http://127.0.0.1:8080/stock --workload stock --stock 50 --workers 8 --requests 20\n"
        "  race-probe --target http://tasks:8080/tasks --client-id a --history a.jsonl\n\n" +
-           std::string(kExitStatus)});
+           serve_options_text() + "\n" + std::string(kExitStatus)});
   auto& p = c.probe;
   std::string workload = "tasks", format = "auto";
   parser.options().add_options()
