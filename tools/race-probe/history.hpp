@@ -34,6 +34,7 @@ struct Operation {
   Outcome outcome = Outcome::unknown;
   int status = 0;       ///< HTTP status, 0 when none came
   std::string error;    ///< why it failed or is unknown
+  bool reached = false; ///< the target answered (not saved: only the run itself needs it)
 };
 
 /// One record as read back: its id and what it says about its payload.

@@ -138,7 +138,8 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
   std::string workload = "tasks", format = "auto";
   parser.options().add_options()
       ("target", value(&p.target)->value_name("URL"),
-       "tasks: the collection to POST to; stock: the stock endpoint (ITEM/buy below it)")
+       "tasks: the collection to POST to; stock: the stock endpoint (ITEM/buy below it),\n"
+       "or mysql://USER@HOST/DB?table=T&buy=atomic|racy")
       ("workload", value(&workload)->value_name("NAME"), "tasks (default) or stock")
       ("workers", value(&p.workers)->value_name("C"), "concurrent workers, one connection each (default 2)")
       ("requests", value(&p.requests)->value_name("N"), "operations per worker (default 100)")
@@ -149,7 +150,7 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
        "tasks: where to read the records back (default: GET --target; file:PATH reads a JSON file)")
       ("method", value(&p.method)->value_name("METHOD"), "tasks: the write's HTTP method (default POST)")
       ("body", value(&p.body)->value_name("TEMPLATE"),
-       "the write's body; {id} {client} {seq} {payload} {checksum} ({item} for stock) are filled in")
+       "the write's body; {id} {client} {seq} {payload} {checksum} are filled in (tasks)")
       ("id-field", value(&p.id_field)->value_name("NAME"), "tasks: the records' id field (default id)")
       ("items", value(&p.items)->value_name("K"), "stock: how many items (default 1)")
       ("stock", value(&p.stock)->value_name("N"), "stock: each item's initial stock (default 100)")

@@ -1,5 +1,6 @@
 // The probe's run: operations from C workers, the read-back, the check, the report.
 #include "race-probe/probe.hpp"
+#include "race-probe/stock.hpp"
 
 #include <unistd.h>
 
@@ -53,6 +54,7 @@ void classify(const envkit::Result<envkit::HttpResponse>& r, Operation& op) {
     return;
   }
   op.status = static_cast<int>(r->status);
+  op.reached = true;
   if (r->status >= 200 && r->status < 300) {
     op.outcome = Outcome::ok;
   } else if (r->status >= 400 && r->status < 500) {
@@ -133,53 +135,11 @@ envkit::Result<Snapshot> read_back_tasks(const std::string& source, const std::s
   return parsed;
 }
 
-envkit::Result<Snapshot> read_back_stock(const std::string& url, const envkit::ConnectionOptions& connection,
-                                         std::chrono::milliseconds timeout) {
-  auto client = envkit::HttpClient::create(connection);
-  if (!client) return client.error();
-  Snapshot snap;
-  snap.source = url;
-  snap.invoke = now_us();
-  auto body = fetch(*client, url, timeout);
-  if (!body) return body.error();
-  auto doc = envkit::parse_json(*body);
-  if (!doc || !doc->IsObject()) return Error{Exit::data, "reading back " + url + ": not a JSON object of stock counts"};
-  for (const auto& m : doc->GetObject()) {
-    if (m.value.IsInt64()) snap.stock[m.name.GetString()] = m.value.GetInt64();
-  }
-  snap.complete = now_us();
-  return snap;
-}
-
-std::string item_name(uint64_t i) { return "item" + std::to_string(i); }
-
-// Sets every item's initial stock before the purchases start.
-envkit::Result<std::map<std::string, int64_t>> set_up_stock(const ProbeConfig& p,
-                                                            const envkit::ConnectionOptions& connection) {
-  auto client = envkit::HttpClient::create(connection);
-  if (!client) return client.error();
-  std::map<std::string, int64_t> initial;
-  for (uint64_t i = 0; i < p.items; ++i) {
-    envkit::HttpRequest req;
-    req.method = "PUT";
-    req.url = p.target + "/" + item_name(i);
-    req.headers.emplace_back("Content-Type", "application/json");
-    req.body = "{\"stock\":" + std::to_string(p.stock) + "}";
-    req.timeout = p.request_timeout.value;
-    auto r = client->perform(req);
-    if (!r) return r.error().context("setting the stock of " + item_name(i));
-    if (r->status / 100 != 2) {
-      return Error{Exit::unavailable, "setting the stock: " + req.url + ": HTTP " + std::to_string(r->status)};
-    }
-    initial[item_name(i)] = static_cast<int64_t>(p.stock);
-  }
-  return initial;
-}
-
 // Sends every operation; each worker keeps its own list and histogram-free records (the
 // latency is computed from the history, so reconcile can show it too).
 envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std::string& client_id,
-                                                const envkit::ConnectionOptions& connection) {
+                                                const envkit::ConnectionOptions& connection,
+                                                StockTarget* stock) {
   const uint64_t total = p.requests * p.workers;
   std::vector<std::vector<Operation>> per_worker(p.workers);
   std::atomic<uint64_t> next{0};
@@ -189,6 +149,12 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
   auto status = envkit::for_each_parallel(p.workers, p.workers, [&](size_t w, size_t) -> envkit::Status {
     auto client = envkit::HttpClient::create(connection);
     if (!client) return client.error();
+    Buyer buy;
+    if (stock) {
+      auto b = stock->buyer();
+      if (!b) return b.error();
+      buy = std::move(*b);
+    }
     auto& ops = per_worker[w];
     ops.reserve(p.requests + 1);
     for (uint64_t i = 0; i < p.requests || p.rate > 0; ++i) {
@@ -217,8 +183,6 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       } else {
         op.f = "buy";
         op.id = item_name(seq % p.items);
-        req.url = p.target + "/" + op.id + "/buy";
-        req.body = body_template.empty() ? "{}" : replace_all(body_template, "{item}", op.id);
       }
       req.headers.emplace_back("Content-Type", "application/json");
       if (p.rate > 0) {
@@ -228,9 +192,13 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       }
       op.invoke = now_us();
       if (p.rate <= 0) op.intended = op.invoke;
-      auto r = client->perform(req);
+      if (buy) {
+        op.reached = buy(op);
+      } else {
+        auto r = client->perform(req);
+        classify(r, op);
+      }
       op.complete = now_us();
-      classify(r, op);
       ops.push_back(std::move(op));
     }
     return {};
@@ -279,7 +247,7 @@ envkit::Status write_history(const std::string& path, const std::vector<Operatio
 envkit::Status reached_target(const std::vector<Operation>& ops) {
   if (ops.empty()) return Error{Exit::temp_fail, "stopped before the first operation"};
   for (const auto& op : ops) {
-    if (op.status != 0) return {};
+    if (op.reached) return {};
   }
   return Error{Exit::unavailable, "no operation reached the target: " + ops.front().error};
 }
@@ -349,8 +317,12 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
   std::string client_id = p.client_id.empty() ? envkit::host_pid_name() : p.client_id;
   const std::string read_back = p.read_back.empty() ? p.target : p.read_back;
   Snapshot setup;
+  std::unique_ptr<StockTarget> stock;
   if (p.workload == Workload::stock) {
-    auto initial = set_up_stock(p, config.connection);
+    auto opened = open_stock_target(config);
+    if (!opened) return opened.error();
+    stock = std::move(*opened);
+    auto initial = stock->set_up(p.items, p.stock);
     if (!initial) return initial.error();
     setup.initial = std::move(*initial);
   } else if (auto before = read_back_tasks(read_back, p.id_field, config.connection, p.request_timeout.value);
@@ -358,12 +330,12 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
     // Read once before the run: a target that cannot be read back cannot be checked.
     return before.error();
   }
-  auto ops = send_all(p, client_id, config.connection);
+  auto ops = send_all(p, client_id, config.connection, stock.get());
   if (!ops) return ops.error();
   if (auto st = reached_target(*ops); !st) return st.error();
   auto snapshot = p.workload == Workload::tasks
                       ? read_back_tasks(read_back, p.id_field, config.connection, p.request_timeout.value)
-                      : read_back_stock(p.target, config.connection, p.request_timeout.value);
+                      : stock->read();
   if (!snapshot) return snapshot.error();
   snapshot->client = client_id;
   snapshot->initial = setup.initial;
@@ -407,7 +379,11 @@ envkit::Result<envkit::Exit> run_reconcile(const Config& config) {
   }
   const auto& read_back = config.probe.read_back;
   if (!read_back.empty()) {
-    auto fresh = stock ? read_back_stock(read_back, config.connection, config.probe.request_timeout.value)
+    Config at = config;
+    at.probe.target = read_back;
+    auto target = stock ? open_stock_target(at) : envkit::Result<std::unique_ptr<StockTarget>>(nullptr);
+    if (!target) return target.error();
+    auto fresh = stock ? (*target)->read()
                        : read_back_tasks(read_back, config.probe.id_field, config.connection,
                                          config.probe.request_timeout.value);
     if (!fresh) return fresh.error();
