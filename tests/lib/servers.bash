@@ -25,6 +25,7 @@
 #                                     RABBITMQ_EXTRA_CONF lines appended to rabbitmq.conf
 #   rabbitmqctl_for [NAME] ARGS...    stop_rabbitmq [NAME] (stops its epmd too)
 #   start_nginx_stream [NAME] BACKEND <P>_HOST _PORT; BACKEND is HOST:PORT or unix:/path
+#   start_nginx_https [NAME] CERT KEY HOST:PORT...   <P>_HOST _PORT: TLS load balancer, round robin
 #   stop_nginx [NAME]
 #   start_kafka_mock [NAME] [BROKERS] [TOPIC[:PARTITIONS]]...   <P>_BOOTSTRAP _URL
 #                                     (the first argument is a NAME unless it is a number)
@@ -932,35 +933,21 @@ start_nginx_stream() {
     return 1
   fi
   servers_init || return 1
-  local p dir
-  p=$(_servers_prefix "$name")
-  dir=$ENVKIT_SERVERS_DIR/nginx.$name
-  local log=$dir/server.log
+  local dir=$ENVKIT_SERVERS_DIR/nginx.$name
+  if [[ -s $dir/backend && $(<"$dir/backend") != "$backend" ]] &&
+    _servers_group_alive "$(_servers_read_pid "$dir/pid")"; then
+    echo "start_nginx_stream: error: nginx '$name' already runs in front of $(<"$dir/backend"), not $backend" >&2
+    return 1
+  fi
   mkdir -p "$dir/logs" "$dir/temp" || return 1
+  printf '%s\n' "$backend" >"$dir/backend"
+  _servers_nginx_launch start_nginx_stream "$name" _servers_nginx_stream_conf "$backend"
+}
 
-  local pid port
-  pid=$(_servers_read_pid "$dir/pid")
-  if [[ -n $pid ]] && _servers_group_alive "$pid"; then
-    if [[ $(<"$dir/backend") != "$backend" ]]; then
-      echo "start_nginx_stream: error: nginx '$name' already runs in front of $(<"$dir/backend"), not $backend" >&2
-      return 1
-    fi
-    port=$(<"$dir/port")
-    _servers_await start_nginx_stream "nginx '$name'" "$pid" "$(_servers_timeout 30)" "$log" \
-      _servers_listening "$port" || return 1
-  else
-    local attempt started=0
-    printf '%s\n' "$backend" >"$dir/backend"
-    for attempt in 1 2 3; do
-      port=$(_servers_port_for "$dir/port") || return 1
-      cat >"$dir/nginx.conf" <<EOF
+_servers_nginx_stream_conf() {
+  local port=$1 backend=$2
+  cat <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-# Workers would otherwise drop to nobody, who cannot reach a socket in a 0700 temp dir.
-user root;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log stderr notice;
-events { worker_connections 1024; }
 stream {
   server {
     listen 127.0.0.1:$port;
@@ -971,13 +958,110 @@ stream {
   }
 }
 EOF
+}
+
+# start_nginx_https [NAME] CERT KEY HOST:PORT...: HTTPS on 127.0.0.1 with CERT (the chain,
+# leaf first) and KEY, round robin over the HTTP backends, as a load balancer in front of a
+# target group: a backend that refuses or answers 502/503/504 is skipped for that request
+# and rested for 2 s (nginx's passive health check). Exports <P>_HOST and <P>_PORT.
+start_nginx_https() {
+  local name=nginx
+  if (($# >= 4)) && [[ $1 != *:* && ! -e $1 ]]; then
+    name=$1
+    shift
+  fi
+  if (($# < 3)); then
+    echo "start_nginx_https: error: usage: start_nginx_https [NAME] CERT KEY HOST:PORT..." >&2
+    return 1
+  fi
+  _servers_check_name start_nginx_https "$name" || return 1
+  local cert=$1 key=$2 backend
+  shift 2
+  for backend in "$@"; do
+    if [[ ! $backend =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]]; then
+      echo "start_nginx_https: error: backend '$backend' is not HOST:PORT" >&2
+      return 1
+    fi
+  done
+  if [[ ! -r $cert || ! -r $key ]]; then
+    echo "start_nginx_https: error: cannot read the certificate $cert or the key $key" >&2
+    return 1
+  fi
+  servers_init || return 1
+  local dir=$ENVKIT_SERVERS_DIR/nginx.$name
+  mkdir -p "$dir/logs" "$dir/temp" || return 1
+  printf '%s\n' "$*" >"$dir/backend"
+  _servers_nginx_launch start_nginx_https "$name" _servers_nginx_https_conf "$dir" "$cert" "$key" "$@"
+}
+
+_servers_nginx_https_conf() {
+  local port=$1 dir=$2 cert=$3 key=$4 backend
+  shift 4
+  echo "http {"
+  echo "  access_log off;"
+  # Under the prefix: the compiled-in temp paths are under /var/lib/nginx.
+  echo "  client_body_temp_path $dir/temp/body; proxy_temp_path $dir/temp/proxy;"
+  echo "  fastcgi_temp_path $dir/temp/fastcgi; uwsgi_temp_path $dir/temp/uwsgi; scgi_temp_path $dir/temp/scgi;"
+  echo "  upstream group {"
+  for backend in "$@"; do echo "    server $backend max_fails=1 fail_timeout=2s;"; done
+  echo "  }"
+  cat <<EOF
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://group;
+      proxy_connect_timeout 2s;
+      proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-Proto https;
+    }
+  }
+}
+EOF
+}
+
+# Starts nginx NAME (or, when it runs, waits until it listens) with the config that
+# `CONF_FN PORT ARGS...` prints below the common top (user, pid, error log, events); a
+# load_module line it prints goes first, where nginx wants it. Exports <P>_HOST and <P>_PORT.
+_servers_nginx_launch() {
+  local caller=$1 name=$2 conf_fn=$3
+  shift 3
+  local p dir
+  p=$(_servers_prefix "$name")
+  dir=$ENVKIT_SERVERS_DIR/nginx.$name
+  local log=$dir/server.log pid port
+  pid=$(_servers_read_pid "$dir/pid")
+  if [[ -n $pid ]] && _servers_group_alive "$pid"; then
+    port=$(<"$dir/port")
+    _servers_await "$caller" "nginx '$name'" "$pid" "$(_servers_timeout 30)" "$log" \
+      _servers_listening "$port" || return 1
+  else
+    local attempt started=0 conf
+    for attempt in 1 2 3; do
+      port=$(_servers_port_for "$dir/port") || return 1
+      conf=$("$conf_fn" "$port" "$@")
+      {
+        grep '^load_module' <<<"$conf" || true
+        cat <<EOF
+# Workers would otherwise drop to nobody, who cannot reach a socket in a 0700 temp dir.
+user root;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log stderr notice;
+events { worker_connections 1024; }
+EOF
+        grep -v '^load_module' <<<"$conf"
+      } >"$dir/nginx.conf"
       : >"$log"
       _servers_spawn "$dir/pid" /dev/null "$log" "$log" \
         nginx -p "$dir/" -c "$dir/nginx.conf" -e stderr -g 'daemon off;' || return 1
       pid=$(_servers_read_pid "$dir/pid")
       # Listening is all that can be checked without opening a backend connection.
       local settled=0
-      _servers_settle start_nginx_stream "nginx '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
+      _servers_settle "$caller" "nginx '$name' on port $port" "$pid" "$(_servers_timeout 30)" "$log" "$dir" "$attempt" \
         _servers_listening "$port" || settled=$?
       case $settled in
         0) started=1; break ;;

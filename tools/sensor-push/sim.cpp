@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numbers>
 
+#include <envkit/bytes.hpp>
+
 namespace sensor_push {
 namespace {
 
@@ -13,13 +15,6 @@ uint64_t splitmix64(uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
-}
-
-// FNV-1a, so the stream depends on the city's name, not its position in a list.
-uint64_t hash_name(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
 }
 
 // Rounds to `decimals` places. Dividing by a power of ten yields the double nearest the
@@ -32,7 +27,8 @@ double round_to(double v, int decimals) {
 }  // namespace
 
 Reading simulate(const City& city, envkit::SysMillis t, uint64_t seed) {
-  uint64_t state = seed ^ hash_name(city.name) ^
+  // Hashed by name, so the stream depends on the city's name, not its position in a list.
+  uint64_t state = seed ^ envkit::fnv1a64(city.name) ^
                    static_cast<uint64_t>(t.time_since_epoch().count()) * 0x2545F4914F6CDD1Dull;
   auto uniform = [&state] { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; };
 

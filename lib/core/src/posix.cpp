@@ -115,4 +115,10 @@ int fdatasync_retrying(int fd) {
   return rc == 0 ? 0 : errno;
 }
 
+std::string host_pid_name() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
 }  // namespace envkit

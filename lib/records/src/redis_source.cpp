@@ -23,6 +23,7 @@
 #include <utility>
 
 #include <envkit/log.hpp>
+#include <envkit/posix.hpp>
 #include <envkit/redis.hpp>
 #include "records_internal.hpp"
 
@@ -37,12 +38,6 @@ using std::chrono::milliseconds;
 milliseconds block_bound(milliseconds wait, const ConnectionOptions& options) {
   milliseconds margin = std::min(options.io_timeout / 2, milliseconds(1000));
   return std::clamp(wait, milliseconds(0), options.io_timeout - margin);
-}
-
-std::string default_consumer() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "localhost");
-  return std::string(host) + "-" + std::to_string(::getpid());
 }
 
 Error reply_error(const std::string& where, const RedisReply& reply) {
@@ -510,7 +505,7 @@ Result<std::unique_ptr<Source>> open_redis_source(const Url& url, const SourceOp
     return Error{Exit::usage, url.redacted() + ": the stream or list name is empty"};
   }
   std::string consumer = url.param("consumer").value_or(options.consumer);
-  if (consumer.empty()) consumer = default_consumer();
+  if (consumer.empty()) consumer = host_pid_name();
   if (stream) return open_stream(url, options, std::move(consumer));
   return open_list(url, options, consumer);
 }

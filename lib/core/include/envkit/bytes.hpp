@@ -10,6 +10,15 @@
 
 namespace envkit {
 
+/// FNV-1a, 64 bits: a stable hash of bytes, the same on every host and build (std::hash is
+/// not), for seeding simulations by name and checksumming payloads a peer must recompute.
+/// Not cryptographic.
+constexpr uint64_t fnv1a64(std::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
 /// Reads integers and byte runs from the front of a buffer it does not own. A read past the
 /// end returns zero / an empty view, consumes nothing, and marks the reader bad; once bad,
 /// every later read fails too, so a parser may read a whole structure and check bad() once.

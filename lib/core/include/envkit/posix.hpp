@@ -76,4 +76,9 @@ int fsync_retrying(int fd);
 /// fdatasync(), retried on EINTR. Returns 0 or an errno value.
 int fdatasync_retrying(int fd);
 
+/// "HOST-PID": a name for this process that no other process on any host shares at the
+/// same time (a consumer in a group, a client in a merged history). "localhost" when the
+/// host has no name.
+std::string host_pid_name();
+
 }  // namespace envkit
