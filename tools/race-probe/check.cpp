@@ -145,6 +145,66 @@ StockVerdict check_stock(const std::vector<Operation>& operations, const Snapsho
   return v;
 }
 
+bool RegisterVerdict::valid() const {
+  return std::all_of(keys.begin(), keys.end(),
+                     [](const auto& kv) { return kv.second.verdict == Linearizable::yes; });
+}
+
+bool RegisterVerdict::unknown() const {
+  bool any_no = std::any_of(keys.begin(), keys.end(),
+                            [](const auto& kv) { return kv.second.verdict == Linearizable::no; });
+  return !any_no && !valid();
+}
+
+namespace {
+
+std::string describe(const Operation& op) {
+  std::string text = op_name(op) + " " + op.f;
+  if (op.f == "read") text += " -> " + (op.value ? std::to_string(*op.value) : std::string("nil"));
+  if (op.f == "write") text += " " + std::to_string(op.value.value_or(0));
+  if (op.f == "cas") text += " " + std::to_string(op.from) + "->" + std::to_string(op.to);
+  text += " [" + std::to_string(op.invoke) + ", " +
+          (op.outcome == Outcome::unknown ? std::string("?") : std::to_string(op.complete)) + "] " +
+          std::string(outcome_name(op.outcome));
+  return text;
+}
+
+}  // namespace
+
+RegisterVerdict check_registers(const std::vector<Operation>& operations,
+                                std::chrono::steady_clock::time_point deadline) {
+  RegisterVerdict v;
+  std::map<std::string, std::vector<RegisterOp>> by_key;
+  for (size_t i = 0; i < operations.size(); ++i) {
+    const auto& op = operations[i];
+    RegisterOp r;
+    if (op.f == "read") r.kind = RegisterOp::read;
+    else if (op.f == "write") r.kind = RegisterOp::write;
+    else if (op.f == "cas") r.kind = RegisterOp::cas;
+    else continue;
+    count(v.operations, op.outcome);
+    ++v.keys[op.id].operations;
+    // A failed operation did not happen; an unknown read tells nothing. An unknown write
+    // or cas may take effect at any time after its invocation, or never.
+    if (op.outcome == Outcome::fail) continue;
+    if (op.outcome == Outcome::unknown && r.kind == RegisterOp::read) continue;
+    r.value = op.value;
+    r.from = op.from;
+    r.to = op.to;
+    r.invoke = op.invoke;
+    if (op.outcome == Outcome::ok) r.complete = op.complete;
+    r.index = i;
+    by_key[op.id].push_back(r);
+  }
+  for (auto& [key, ops] : by_key) {
+    auto result = check_register(std::move(ops), deadline);
+    auto& k = v.keys[key];
+    k.verdict = result.verdict;
+    for (size_t i : result.window) k.window.push_back(describe(operations[i]));
+  }
+  return v;
+}
+
 LatencyReport latency_of(const std::vector<Operation>& operations, double asked_rate) {
   LatencyReport r;
   r.asked_rate = asked_rate;
@@ -167,8 +227,21 @@ LatencyReport latency_of(const std::vector<Operation>& operations, double asked_
 }
 
 bool Report::valid() const {
-  return (!tasks || tasks->valid()) && (!stock || stock->valid());
+  return (!tasks || tasks->valid()) && (!stock || stock->valid()) && (!registers || registers->valid());
 }
+
+bool Report::undecided() const { return registers && registers->unknown(); }
+
+namespace {
+const char* verdict_name(Linearizable l) {
+  switch (l) {
+    case Linearizable::yes: return "linearizable";
+    case Linearizable::no: return "not linearizable";
+    case Linearizable::unknown: return "unknown (out of time)";
+  }
+  return "unknown";
+}
+}  // namespace
 
 namespace {
 
@@ -251,6 +324,16 @@ std::string render_human(const Report& r) {
       if (!item.suspects.empty()) line("    purchases to blame: " + join(item.suspects));
     }
   }
+  if (r.registers) {
+    const auto& g = *r.registers;
+    line("operations: " + std::to_string(g.operations.total()) + " (ok " + std::to_string(g.operations.ok) +
+         ", fail " + std::to_string(g.operations.fail) + ", unknown " + std::to_string(g.operations.unknown) + ")");
+    for (const auto& [key, k] : g.keys) {
+      line("  key " + key + ": " + std::to_string(k.operations) + " operations, " + verdict_name(k.verdict));
+      if (!k.window.empty()) line("    smallest failing window found:");
+      for (const auto& w : k.window) line("      " + w);
+    }
+  }
   if (r.latency && r.latency->uncorrected.count() > 0) {
     const auto& l = *r.latency;
     char buf[160];
@@ -267,7 +350,9 @@ std::string render_human(const Report& r) {
     if (l.open_loop) out += latency_row("corrected", l.corrected);
     out += latency_row(l.open_loop ? "uncorrected" : "", l.uncorrected);
   }
-  line(std::string("verdict: ") + (r.valid() ? "ok, every invariant holds" : "VIOLATION"));
+  line(std::string("verdict: ") + (r.valid()       ? "ok, every invariant holds"
+                                   : r.undecided() ? "UNKNOWN, the check ran out of time"
+                                                   : "VIOLATION"));
   return out;
 }
 
@@ -309,6 +394,22 @@ std::string render_json(const Report& r) {
       w.key("unaccounted").number(item.unaccounted);
       w.key("suspects").begin_array();
       for (const auto& s : item.suspects) w.string(s);
+      w.end_array();
+      w.end_object();
+    }
+    w.end_object();
+  }
+  if (r.registers) {
+    w.key("operations");
+    write_counts(w, r.registers->operations);
+    w.key("unknown").boolean(r.undecided());
+    w.key("keys").begin_object();
+    for (const auto& [key, k] : r.registers->keys) {
+      w.key(key).begin_object();
+      w.key("operations").number(k.operations);
+      w.key("linearizable").string(k.verdict == Linearizable::yes ? "yes" : k.verdict == Linearizable::no ? "no" : "unknown");
+      w.key("window").begin_array();
+      for (const auto& line : k.window) w.string(line);
       w.end_array();
       w.end_object();
     }

@@ -11,6 +11,7 @@
 #include <envkit/histogram.hpp>
 
 #include "race-probe/history.hpp"
+#include "race-probe/linearizability.hpp"
 
 namespace race_probe {
 
@@ -57,12 +58,30 @@ struct StockVerdict {
   bool valid() const;
 };
 
+/// The register checker's answer: per key, linearizable, not, or unknown (out of time).
+struct RegisterVerdict {
+  OutcomeCounts operations;
+  struct Key {
+    uint64_t operations = 0;
+    Linearizable verdict = Linearizable::yes;
+    std::vector<std::string> window;  ///< when not: the failing window, one op a line
+  };
+  std::map<std::string, Key> keys;
+  bool valid() const;    ///< every key linearizable
+  bool unknown() const;  ///< no violation, but some key was not decided in time
+};
+
 inline constexpr size_t kExamples = 10;
 
 /// Checks the `add` operations of `history` against `snapshot`.
 TasksVerdict check_tasks(const std::vector<Operation>& operations, const Snapshot& snapshot);
 /// Checks the `buy` operations of `history` against `snapshot` (its initial and stock).
 StockVerdict check_stock(const std::vector<Operation>& operations, const Snapshot& snapshot);
+
+/// Checks the read/write/cas operations of each key for linearizability, giving up on a key
+/// (unknown) at `deadline`.
+RegisterVerdict check_registers(const std::vector<Operation>& operations,
+                                std::chrono::steady_clock::time_point deadline);
 
 /// Latency of a run: from the actual send (uncorrected) and, under --rate, from each
 /// request's intended send time (corrected, as wrk2 does, free of coordinated omission).
@@ -84,8 +103,11 @@ struct Report {
   std::string snapshot_source;
   std::optional<TasksVerdict> tasks;
   std::optional<StockVerdict> stock;
+  std::optional<RegisterVerdict> registers;
   std::optional<LatencyReport> latency;
   bool valid() const;
+  /// Not valid only because a check ran out of time: neither proof nor violation.
+  bool undecided() const;
 };
 
 /// The report for a terminal: counts, the first offenders, the latency table.

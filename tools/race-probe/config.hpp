@@ -14,7 +14,7 @@
 namespace race_probe {
 
 enum class Mode { probe, serve, reconcile };
-enum class Workload { tasks, stock };
+enum class Workload { tasks, stock, register_ };
 enum class Format { automatic, human, json };
 
 /// `race-probe serve`: the reference target.
@@ -42,6 +42,8 @@ struct ProbeConfig {
   std::string id_field = "id";
   uint64_t items = 1;   ///< stock: how many items
   uint64_t stock = 100; ///< stock: initial stock of each
+  uint64_t keys = 5;    ///< register: how many keys
+  envkit::Duration check_budget{std::chrono::milliseconds(10000)};  ///< register: the checker's time
   envkit::Duration request_timeout{std::chrono::milliseconds(5000)};
 };
 

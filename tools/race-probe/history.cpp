@@ -38,6 +38,14 @@ std::string operation_line(const Operation& op) {
   w.key("f").string(op.f);
   w.key("id").string(op.id);
   if (!op.checksum.empty()) w.key("checksum").string(op.checksum);
+  if (op.f == "read" && op.outcome == Outcome::ok) {
+    w.key("value");
+    op.value ? w.number(*op.value) : w.null();
+  } else if (op.f == "write") {
+    w.key("value").number(op.value.value_or(0));
+  } else if (op.f == "cas") {
+    w.key("from").number(op.from).key("to").number(op.to);
+  }
   if (op.intended != op.invoke) w.key("intended").number(op.intended);
   w.key("invoke").number(op.invoke);
   w.key("complete").number(op.complete);
@@ -131,6 +139,9 @@ envkit::Status read_history(const std::string& path, History& history) {
       op.f = string_of(doc, "f");
       op.id = string_of(doc, "id");
       op.checksum = string_of(doc, "checksum");
+      if (const JsonValue* v = envkit::find_member(doc, "value"); v && v->IsInt64()) op.value = v->GetInt64();
+      op.from = int_of(doc, "from");
+      op.to = int_of(doc, "to");
       op.invoke = int_of(doc, "invoke");
       op.complete = int_of(doc, "complete");
       op.intended = envkit::find_member(doc, "intended") ? int_of(doc, "intended") : op.invoke;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,9 +26,11 @@ struct Operation {
   std::string client;   ///< --client-id of the process that ran it
   uint64_t seq = 0;     ///< per client, from 0
   uint32_t worker = 0;  ///< the worker (connection) within the client
-  std::string f;        ///< "add" (tasks), "buy" (stock)
-  std::string id;       ///< the record id (add) or the item (buy)
+  std::string f;        ///< "add" (tasks), "buy" (stock), "read", "write", "cas" (register)
+  std::string id;       ///< the record id (add), the item (buy) or the key (register)
   std::string checksum; ///< add: the payload's checksum, 16 hex digits
+  std::optional<int64_t> value;  ///< write: the value; read: what it read (nullopt: absent)
+  int64_t from = 0, to = 0;      ///< cas: from and to
   int64_t intended = 0; ///< open loop: when it was due; otherwise = invoke
   int64_t invoke = 0;
   int64_t complete = 0;

@@ -16,13 +16,15 @@ namespace {
 
 const char* kExitStatus =
     "Exit status: 0 every invariant holds; 1 a violation was found (lost, duplicated,\n"
-    "corrupted or unexpected records, oversold or phantom stock); 64 usage; 69 the target\n"
-    "cannot be reached; 75 stopped by a signal; other statuses as in race-probe(1).";
+    "corrupted or unexpected records, oversold or phantom stock, a non-linearizable key);\n"
+    "64 usage; 69 the target cannot be reached; 75 stopped by a signal, or the\n"
+    "linearizability check ran out of time (unknown); other statuses as in race-probe(1).";
 
 envkit::Result<Workload> workload_of(const std::string& name) {
   if (name == "tasks") return Workload::tasks;
   if (name == "stock") return Workload::stock;
-  return Error{Exit::usage, "--workload: '" + name + "' is not tasks or stock"};
+  if (name == "register") return Workload::register_;
+  return Error{Exit::usage, "--workload: '" + name + "' is not tasks, stock or register"};
 }
 
 envkit::Result<Format> format_of(const std::string& name) {
@@ -101,7 +103,9 @@ envkit::Result<envkit::ParseOutcome> parse_reconcile(int argc, const char* const
       ("read-back", value(&c.probe.read_back)->value_name("URL"),
        "read the target back now (http(s):// list endpoint, or file:PATH)")
       ("id-field", value(&c.probe.id_field)->value_name("NAME"), "the records' id field (default id)")
-      ("request-timeout", value(&c.probe.request_timeout)->value_name("DUR"), "bound on the read-back (default 5s)");
+      ("request-timeout", value(&c.probe.request_timeout)->value_name("DUR"), "bound on the read-back (default 5s)")
+      ("check-budget", value(&c.probe.check_budget)->value_name("DUR"),
+       "register: time for the linearizability check, then the verdict is unknown (default 10s)");
   add_output_options(parser, format);
   parser.hidden_options().add_options()("history-file", value(&c.histories));
   parser.positional("history-file", -1);
@@ -124,8 +128,9 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
        "  or:  race-probe reconcile [OPTION]... HISTORY...",
        "Fires C workers x N operations at a service, reads back what it holds and reconciles:\n"
        "tasks (each request adds a unique record: lost, duplicated, corrupted, unexpected,\n"
-       "recovered) or stock (concurrent purchases: no negative stock, none oversold, sold +\n"
-       "remaining = initial). Each operation is ok, fail or unknown (timed out or dropped after\n"
+       "recovered), stock (concurrent purchases: no negative stock, none oversold, sold +\n"
+       "remaining = initial) or register (reads, writes and compare-and-set on K keys of\n"
+       "/kv/KEY, checked for linearizability key by key). Each operation is ok, fail or unknown (timed out or dropped after\n"
        "sending: never counted as lost). --rate makes the load open-loop, with latency from each\n"
        "request's intended send time. `race-probe serve --help` and `race-probe reconcile\n"
        "--help` describe the other modes.",
@@ -140,7 +145,7 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
       ("target", value(&p.target)->value_name("URL"),
        "tasks: the collection to POST to; stock: the stock endpoint (ITEM/buy below it),\n"
        "or mysql://USER@HOST/DB?table=T&buy=atomic|racy")
-      ("workload", value(&workload)->value_name("NAME"), "tasks (default) or stock")
+      ("workload", value(&workload)->value_name("NAME"), "tasks (default), stock or register")
       ("workers", value(&p.workers)->value_name("C"), "concurrent workers, one connection each (default 2)")
       ("requests", value(&p.requests)->value_name("N"), "operations per worker (default 100)")
       ("rate", value(&p.rate)->value_name("R"), "open loop: R operations/s over all workers (default: closed load)")
@@ -154,6 +159,9 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
       ("id-field", value(&p.id_field)->value_name("NAME"), "tasks: the records' id field (default id)")
       ("items", value(&p.items)->value_name("K"), "stock: how many items (default 1)")
       ("stock", value(&p.stock)->value_name("N"), "stock: each item's initial stock (default 100)")
+      ("keys", value(&p.keys)->value_name("K"), "register: how many keys (default 5)")
+      ("check-budget", value(&p.check_budget)->value_name("DUR"),
+       "register: time for the linearizability check, then the verdict is unknown (default 10s)")
       ("request-timeout", value(&p.request_timeout)->value_name("DUR"),
        "bound on each request; past it the outcome is unknown (default 5s)");
   add_output_options(parser, format);
@@ -172,6 +180,7 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
   if (p.requests < 1) return usage("--requests must be at least 1");
   if (p.rate < 0) return usage("--rate must not be negative");
   if (p.items < 1) return usage("--items must be at least 1");
+  if (p.keys < 1) return usage("--keys must be at least 1");
   while (!p.target.empty() && p.target.back() == '/') p.target.pop_back();
   if (p.client_id.find_first_of(" \"\\/{}") != std::string::npos) {
     return usage("--client-id: no spaces, quotes, slashes or braces");

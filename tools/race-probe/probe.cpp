@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <random>
 #include <thread>
 
 #include <envkit/bytes.hpp>
@@ -135,6 +137,67 @@ envkit::Result<Snapshot> read_back_tasks(const std::string& source, const std::s
   return parsed;
 }
 
+// A register operation: half reads, a quarter writes of a fresh value (the sequence
+// number, unique in this client), a quarter compare-and-sets from what this worker last saw.
+void plan_register_op(Operation& op, uint64_t seq, uint64_t keys, std::mt19937_64& rng,
+                      const std::map<std::string, int64_t>& last_seen) {
+  op.id = "k" + std::to_string(rng() % keys);
+  unsigned dice = static_cast<unsigned>(rng() % 4);
+  auto seen = last_seen.find(op.id);
+  if (dice < 2) {
+    op.f = "read";
+  } else if (dice == 2 || seen == last_seen.end()) {
+    op.f = "write";
+    op.value = static_cast<int64_t>(seq);
+  } else {
+    op.f = "cas";
+    op.from = seen->second;
+    op.to = static_cast<int64_t>(seq);
+  }
+}
+
+void register_request(const std::string& base, const Operation& op, envkit::HttpRequest& req) {
+  req.url = base + "/" + op.id;
+  if (op.f == "read") {
+    req.method = "GET";
+  } else if (op.f == "write") {
+    req.method = "PUT";
+    req.body = "{\"value\":" + std::to_string(*op.value) + "}";
+  } else {
+    req.method = "POST";
+    req.url += "/cas";
+    req.body = "{\"from\":" + std::to_string(op.from) + ",\"to\":" + std::to_string(op.to) + "}";
+  }
+}
+
+// A read's 404 is a read of the absent key, not a failure; a read's value is what it saw.
+void register_outcome(const envkit::Result<envkit::HttpResponse>& r, Operation& op,
+                      std::map<std::string, int64_t>& last_seen) {
+  if (!r) return;
+  if (op.f == "read" && r->status == 404) {
+    op.outcome = Outcome::ok;
+    op.error.clear();
+    op.value.reset();
+    return;
+  }
+  if (op.outcome != Outcome::ok) return;
+  if (op.f == "read") {
+    auto doc = envkit::parse_json(r->body);
+    const envkit::JsonValue* v = doc ? envkit::find_member(*doc, "value") : nullptr;
+    if (!v || !v->IsInt64()) {
+      op.outcome = Outcome::unknown;  // an answer we cannot read tells nothing
+      op.error = "unreadable value: " + r->body.substr(0, 100);
+      return;
+    }
+    op.value = v->GetInt64();
+    last_seen[op.id] = *op.value;
+  } else if (op.f == "write") {
+    last_seen[op.id] = *op.value;
+  } else {
+    last_seen[op.id] = op.to;
+  }
+}
+
 // Sends every operation; each worker keeps its own list and histogram-free records (the
 // latency is computed from the history, so reconcile can show it too).
 envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std::string& client_id,
@@ -157,6 +220,8 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
     }
     auto& ops = per_worker[w];
     ops.reserve(p.requests + 1);
+    std::mt19937_64 rng(std::hash<std::string>{}(client_id) ^ (w * 0x9E3779B97F4A7C15ull));
+    std::map<std::string, int64_t> last_seen;  // register: what this worker last saw per key
     for (uint64_t i = 0; i < p.requests || p.rate > 0; ++i) {
       if (envkit::stop_requested()) break;
       // Closed load: this worker's own N. Open loop: the next due request, whoever is free.
@@ -180,6 +245,9 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
         body = replace_all(body, "{payload}", payload);
         req.body = replace_all(body, "{checksum}", op.checksum);
         req.url = p.target;
+      } else if (p.workload == Workload::register_) {
+        plan_register_op(op, seq, p.keys, rng, last_seen);
+        register_request(p.target, op, req);
       } else {
         op.f = "buy";
         op.id = item_name(seq % p.items);
@@ -197,6 +265,7 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       } else {
         auto r = client->perform(req);
         classify(r, op);
+        if (op.f == "read" || op.f == "write" || op.f == "cas") register_outcome(r, op, last_seen);
       }
       op.complete = now_us();
       ops.push_back(std::move(op));
@@ -250,6 +319,22 @@ envkit::Status reached_target(const std::vector<Operation>& ops) {
     if (op.reached) return {};
   }
   return Error{Exit::unavailable, "no operation reached the target: " + ops.front().error};
+}
+
+envkit::Result<envkit::Exit> finish_registers(const std::vector<Operation>& ops, const Config& config,
+                                              std::string target, double rate) {
+  Report report;
+  report.workload = "register";
+  report.target = std::move(target);
+  report.registers = check_registers(ops, std::chrono::steady_clock::now() + config.probe.check_budget.value);
+  if (rate >= 0) report.latency = latency_of(ops, rate);
+  if (auto st = print_report(report, config.format); !st) return st.error();
+  if (envkit::stop_requested()) return envkit::fail(Failure::interrupted, "stopped by a signal before every operation was sent");
+  if (report.valid()) return Exit::ok;
+  if (report.undecided()) {
+    return envkit::fail(Failure::io_timeout, "the linearizability check ran out of time (--check-budget): no verdict");
+  }
+  return Exit::failure;
 }
 
 }  // namespace
@@ -325,6 +410,8 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
     auto initial = stock->set_up(p.items, p.stock);
     if (!initial) return initial.error();
     setup.initial = std::move(*initial);
+  } else if (p.workload == Workload::register_) {
+    // No read-back: the history itself is checked.
   } else if (auto before = read_back_tasks(read_back, p.id_field, config.connection, p.request_timeout.value);
              !before) {
     // Read once before the run: a target that cannot be read back cannot be checked.
@@ -333,6 +420,12 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
   auto ops = send_all(p, client_id, config.connection, stock.get());
   if (!ops) return ops.error();
   if (auto st = reached_target(*ops); !st) return st.error();
+  if (p.workload == Workload::register_) {
+    if (!config.history.empty()) {
+      if (auto st = write_history(config.history, *ops, {}); !st) return st.error();
+    }
+    return finish_registers(*ops, config, envkit::parse_url(p.target)->redacted(), p.rate);
+  }
   auto snapshot = p.workload == Workload::tasks
                       ? read_back_tasks(read_back, p.id_field, config.connection, p.request_timeout.value)
                       : stock->read();
@@ -364,7 +457,9 @@ envkit::Result<envkit::Exit> run_reconcile(const Config& config) {
     if (auto st = read_history(path, history); !st) return st.error();
   }
   if (history.operations.empty()) return Error{Exit::data, "the histories hold no operation"};
-  bool stock = history.operations.front().f == "buy";
+  const std::string& f = history.operations.front().f;
+  if (f == "read" || f == "write" || f == "cas") return finish_registers(history.operations, config, "", -1);
+  bool stock = f == "buy";
   // The latest snapshot the histories hold, unless --read-back asks for a fresh one; an
   // acknowledged operation completed after the snapshot began is not judged against it.
   Snapshot snapshot;
