@@ -34,7 +34,7 @@ const char* kAfter =
     "  shard-route explain --map shop.yaml -n products Ábaco Ñandú 42 'éclair' -v\n"
     "  cut -f1 names.tsv | shard-route explain --map shop.yaml -n products > placed.tsv\n"
     "  shard-route put --map shop.yaml -n products --key-field name < products.jsonl\n"
-    "  shard-route find --map shop.yaml -n products '{\"price\": {\"$lt\": 5}}' --sort -price --limit 10\n"
+    "  shard-route find --map shop.yaml -n products '{\"price\": {\"$lt\": 5}}' --sort=-price --limit 10\n"
     "  shard-route --check-config explain --map shop.yaml\n"
     "\n"
     "Exit status: 0 success; 1 some keys not found (get, del) or some documents refused (put);\n"
@@ -99,7 +99,7 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("limit", value(&c.limit)->value_name("N"), "find: at most N documents (default: all)")
       ("sort", value(&c.sort)->value_name("FIELD|-FIELD"), "find: merge the shards' documents in this order")
       ("partial", bool_switch(&c.partial),
-       "find, count: when a shard is down, report it and give the other shards' results (exit 69 still)");
+       "find, count: when a shard is down, warn on stderr and give the other shards' results (exit 0)");
   parser.hidden_options().add_options()
       ("args", value(&c.args)->value_name("ARG"), "keys or a filter");
   parser.positional("args", -1);

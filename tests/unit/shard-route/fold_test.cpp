@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 namespace shard_route {
 namespace {
 
@@ -58,6 +61,24 @@ TEST(ShardRouteFold, TableLineByLine) {
     EXPECT_EQ(f.rule, row.folded == "ß" ? "ascii" : "table") << row.folded;
   }
   for (const auto& [key, letter] : upper) expect_letter(key, letter, "table");
+}
+
+// The man page prints the table the code uses, line for line.
+TEST(ShardRouteFold, ManPageCarriesTheTable) {
+  std::ifstream in(ENVKIT_SOURCE_DIR "/man/shard-route.1");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string text = buf.str();
+  auto begin = text.find(".\\\" BEGIN folding-table");
+  auto end = text.find(".\\\" END folding-table");
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  begin = text.find('\n', begin) + 1;
+  std::string expected;
+  for (const auto& row : kSpecialLetters) {
+    expected += std::string(row.folded) + "  " + row.letter + "  " + std::string(row.name) + "\n";
+  }
+  EXPECT_EQ(text.substr(begin, end - begin), expected);
 }
 
 TEST(ShardRouteFold, DigitsEmptyAndOtherScripts) {
