@@ -74,6 +74,13 @@ env_file_of() {
   run -1 python3 "$CHECK" --bin "$ENVKIT_BUILD_DIR/bin" --env-file "$env" "$local_yaml"
   assert_output --partial "db-backup command"
   assert_output --partial "name the table"
+  # A password variable's file (MYSQL_PWD_FILE) the service has no secret for.
+  cp -r "$COMPOSE/bookstore" "$BATS_TEST_TMPDIR/bookstore"
+  local bookstore=$BATS_TEST_TMPDIR/bookstore/compose.yaml
+  sed -i 's|^    secrets: \[rabbitmq_password, shop_password\]$|    secrets: [rabbitmq_password]|' "$bookstore"
+  run -1 python3 "$CHECK" --bin "$ENVKIT_BUILD_DIR/bin" --env-file "$BATS_TEST_TMPDIR/bookstore/example.env" "$bookstore"
+  assert_output --partial "orders-relay command"
+  assert_output --partial "MYSQL_PWD_FILE"
   # And docker-compose itself refuses a file without CLOUD_HOST.
   run -1 docker-compose -f "$BATS_TEST_TMPDIR/orig.yaml" config -q
   assert_output --partial CLOUD_HOST

@@ -22,7 +22,7 @@ setup() {
   cd "$ENVKIT_SOURCE_DIR/playbooks" || return 1
   export ANSIBLE_NOCOLOR=1 ANSIBLE_PIPELINING=1 ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_LOCAL_TEMP=$BATS_TEST_TMPDIR/ansible ANSIBLE_REMOTE_TEMP=$BATS_TEST_TMPDIR/ansible
   # Stand-ins for the vault: playbooks only reference vault_* variables.
-  VAULT=(-e vault_weather_password=w3ather -e vault_backup_password=b4ckup
+  VAULT=(-e vault_weather_password=w3ather -e vault_backup_password=b4ckup -e vault_shop_password=sh0p
     -e vault_rabbitmq_password=r -e vault_redis_password=r -e vault_mongodb_password=m)
 }
 
@@ -115,4 +115,17 @@ YAML
   done
   run -0 grep -c targets.yaml "$BATS_TEST_TMPDIR/envs/bookstore/etc/cron.d/envkit"
   run -0 proxy-check --check-config --config "$BATS_TEST_TMPDIR/envs/bookstore/etc/envkit/targets.yaml"
+  # queue-relay's lines carry each server's password file in the environment (env VAR=FILE):
+  # cron's /bin/sh runs them as queue-relay accepts (cron turns \% into %), and without the
+  # file the check fails, so the variable is what supplies the password.
+  local e line
+  for e in bookstore weather-tweets; do
+    line=$(grep '/queue-relay ' "$BATS_TEST_TMPDIR/envs/$e/etc/cron.d/envkit")
+    read -r _ _ _ _ _ _ line <<<"${line//\\%/%}"
+    [[ $line == env\ *_PASSWORD_FILE=* ]]
+    run -0 /bin/sh -c "$line --check-config"
+    rm "$BATS_TEST_TMPDIR/envs/$e/etc/envkit/amqp.pw"
+    run -66 /bin/sh -c "$line --check-config"
+    assert_output --partial "ENVKIT_AMQP_PASSWORD_FILE"
+  done
 }

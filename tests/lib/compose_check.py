@@ -68,7 +68,8 @@ def check_file(path, args, scratch):
         environment = service.get("environment") or {}
         if isinstance(environment, list):
             environment = dict(e.split("=", 1) for e in environment)
-        env.update({k: str(v) for k, v in environment.items() if v is not None})
+        env.update({k: str(v).replace("/run/secrets/", secrets_dir + "/")
+                    for k, v in environment.items() if v is not None})
         for where, argv in command_lines(service):
             program = os.path.basename(argv[0])
             label = f"{path} {name} {where}: {shlex.join(argv)}"

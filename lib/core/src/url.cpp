@@ -409,6 +409,20 @@ std::string password_env_var(std::string_view scheme) {
   return name + "_PASSWORD";
 }
 
+namespace {
+
+// The first line of a password file, without its line ending.
+Result<std::string> read_password_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error{Exit::no_input, path + ": cannot read the password file"};
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+}  // namespace
+
 Status resolve_password(Url& url, const SecretSources& sources) {
   if (url.password) {
     if (sources.url_from_argv) {
@@ -419,19 +433,22 @@ Status resolve_password(Url& url, const SecretSources& sources) {
     return {};
   }
   if (sources.password_file) {
-    std::ifstream in(*sources.password_file);
-    if (!in) {
-      return Error{Exit::no_input, *sources.password_file + ": cannot read the password file"};
-    }
-    std::string line;
-    std::getline(in, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    url.password = std::move(line);
+    auto line = read_password_file(*sources.password_file);
+    if (!line) return line.error();
+    url.password = std::move(*line);
     return {};
   }
-  if (const char* env = std::getenv(password_env_var(url.scheme).c_str())) {
-    url.password = env;
+  // VAR_FILE names a file holding VAR's value, the convention of Docker secrets: each
+  // scheme's password can then come from its own file when one command talks to several
+  // servers (queue-relay from RabbitMQ to MySQL).
+  const std::string var = password_env_var(url.scheme);
+  if (const char* file = std::getenv((var + "_FILE").c_str()); file != nullptr && *file != '\0') {
+    auto line = read_password_file(file);
+    if (!line) return Error{line.error().code, var + "_FILE: " + line.error().message};
+    url.password = std::move(*line);
+    return {};
   }
+  if (const char* env = std::getenv(var.c_str())) url.password = env;
   return {};
 }
 

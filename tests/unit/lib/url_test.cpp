@@ -194,8 +194,19 @@ TEST(Url, PasswordEnvVarPerEcosystem) {
 
 class ResolvePassword : public ::testing::Test {
  protected:
-  void SetUp() override { unsetenv("MYSQL_PWD"); }
-  void TearDown() override { unsetenv("MYSQL_PWD"); }
+  void SetUp() override { TearDown(); }
+  void TearDown() override {
+    unsetenv("MYSQL_PWD");
+    unsetenv("MYSQL_PWD_FILE");
+    unsetenv("ENVKIT_AMQP_PASSWORD_FILE");
+  }
+  std::string write_file(const std::string& name, const std::string& text) {
+    auto dir = std::filesystem::path(::testing::TempDir()) / "resolve_password";
+    std::filesystem::create_directories(dir);
+    auto file = (dir / name).string();
+    std::ofstream(file) << text;
+    return file;
+  }
 };
 
 TEST_F(ResolvePassword, UrlPasswordWins) {
@@ -214,6 +225,35 @@ TEST_F(ResolvePassword, FileBeforeEnvironment) {
   Url u = parse_ok("mysql://u@h/db");
   ASSERT_TRUE(resolve_password(u, {file, true}).ok());
   EXPECT_EQ(u.password, "from-file");
+}
+
+TEST_F(ResolvePassword, EachSchemesFileVariableBeforeItsVariable) {
+  setenv("MYSQL_PWD", "from-env", 1);
+  setenv("MYSQL_PWD_FILE", write_file("mysql", "mysql-secret\n").c_str(), 1);
+  setenv("ENVKIT_AMQP_PASSWORD_FILE", write_file("amqp", "amqp-secret\r\n").c_str(), 1);
+  Url m = parse_ok("mysql://u@h/db");
+  Url a = parse_ok("amqp://u@h/%2f?queue=q");
+  ASSERT_TRUE(resolve_password(m, {}).ok());
+  ASSERT_TRUE(resolve_password(a, {}).ok());
+  EXPECT_EQ(m.password, "mysql-secret");
+  EXPECT_EQ(a.password, "amqp-secret");
+}
+
+TEST_F(ResolvePassword, PasswordFileBeatsTheFileVariable) {
+  setenv("MYSQL_PWD_FILE", write_file("mysql", "from-variable\n").c_str(), 1);
+  Url u = parse_ok("mysql://u@h/db");
+  ASSERT_TRUE(resolve_password(u, {write_file("flag", "from-flag\n"), true}).ok());
+  EXPECT_EQ(u.password, "from-flag");
+}
+
+TEST_F(ResolvePassword, UnreadableFileVariableIsAnErrorNamingIt) {
+  setenv("MYSQL_PWD", "from-env", 1);
+  setenv("MYSQL_PWD_FILE", "/nonexistent/pw", 1);
+  Url u = parse_ok("mysql://u@h/db");
+  auto st = resolve_password(u, {});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Exit::no_input);
+  EXPECT_NE(st.error().message.find("MYSQL_PWD_FILE"), std::string::npos);
 }
 
 TEST_F(ResolvePassword, EnvironmentWhenNothingElse) {

@@ -66,9 +66,11 @@ struct SecretSources {
   bool url_from_argv = true;  ///< warn when the URL itself carries a password
 };
 
-/// Fills url.password when the URL has none: from the password file, else from the
-/// scheme's environment variable. A password in the URL wins, with a warning when the URL
-/// came from argv (other users can read it in ps). Errors: unreadable password file.
+/// Fills url.password when the URL has none: from the password file, else from the file
+/// the scheme's environment variable with _FILE appended names (MYSQL_PWD_FILE, Docker's
+/// secrets convention: one file per server when a command talks to several), else from
+/// the variable itself. A password in the URL wins, with a warning when the URL came from
+/// argv (other users can read it in ps). Errors: an unreadable password file.
 Status resolve_password(Url& url, const SecretSources& sources);
 
 /// Percent-decodes `s` ("%41" -> "A"; '+' stays '+'). Error on a bad escape.
