@@ -1,0 +1,187 @@
+#!/usr/bin/env bats
+# shard-route: maps checked with file:line, explain with its folding, and put/get/del/find/count
+# on MongoDB (the test server's single-member replica sets), MariaDB and Redis shards.
+# shellcheck disable=SC2154,SC2153 # stderr from `run --separate-stderr`; <P>_URL from start_*
+
+bats_require_minimum_version 1.5.0
+
+load ../lib/test_helper
+
+setup_file() {
+  start_mongo rsa --replica-set rsA
+  start_mongo rsb --replica-set rsB
+  start_mongo db3
+  start_mariadb m1
+  start_mariadb m2
+  start_redis r1
+  start_redis r2
+}
+
+teardown_file() {
+  stop_all_servers
+}
+
+# The product-shards map: products by first letter, A-M on rsA, N-Z on rsB, users on db3.
+shop_map() {
+  cat > "$BATS_TEST_TMPDIR/shop.yaml" <<YAML
+shards:
+  db1: ${RSA_URL%/*}/shop?replicaSet=rsA
+  db2: ${RSB_URL%/*}/shop?replicaSet=rsB
+  db3: ${DB3_URL}/shop
+default: db3
+namespaces:
+  products:
+    key: name
+    strategy: first-letter
+    ranges:
+      - {from: A, to: M, shard: db1}
+      - {from: N, to: Z, shard: db2}
+    letters: {"Ñ": db2}
+    digits: db1
+    empty: db1
+    other: db3
+YAML
+  echo "$BATS_TEST_TMPDIR/shop.yaml"
+}
+
+# Documents in DB.COLL on one MongoDB server, counted by pymongo (not by shard-route).
+mongo_count() {
+  local url=$1 db=$2 coll=$3
+  URL=$url "$(_servers_mongo_python)" -c '
+import os, pymongo
+c = pymongo.MongoClient(os.environ["URL"], serverSelectionTimeoutMS=5000, directConnection=True)
+print(c[os.sys.argv[1]][os.sys.argv[2]].count_documents({}))' "$db" "$coll"
+}
+
+@test "--help lists the subcommands; the man page carries the folding table" {
+  run -0 shard-route --help
+  assert_output --partial "shard-route explain --map FILE"
+  assert_output --partial "shard-route find --map FILE"
+  man=$ENVKIT_SOURCE_DIR/man/shard-route.1
+  for letter in ß æ ð đ ħ ı ĸ ł ŋ ø œ þ ŧ ƒ; do
+    grep -q "^$letter" "$man" || fail "the man page's folding table lacks $letter"
+  done
+}
+
+@test "a bad map is refused with file:line and the reason (78), a missing one is 66, a bad command line 64" {
+  map=$(shop_map)
+  run -0 --separate-stderr shard-route explain --check-config --map "$map"
+  assert_output ""
+  sed -i 's/from: N, to: Z/from: O, to: Z/' "$map"
+  run -78 --separate-stderr shard-route explain --check-config --map "$map"
+  assert_equal "$stderr" "shard-route: error: $map:11: letter N is in no range of namespace 'products'"
+  run -78 --separate-stderr shard-route explain --map "$map" -n products x
+  run -66 --separate-stderr shard-route explain --map "$BATS_TEST_TMPDIR/none.yaml" x
+  run -64 --separate-stderr shard-route frobnicate --map "$map"
+  run -64 --separate-stderr shard-route explain
+}
+
+@test "explain: folded first letters land where the map says, from argv and from stdin" {
+  map=$(shop_map)
+  run -0 --separate-stderr shard-route explain --map "$map" -n products ábaco Ábaco Ñandú nuez 42 "" Ωmega Æble
+  assert_output "$(printf '%s\n' \
+    $'ábaco\tproducts\tdb1' $'Ábaco\tproducts\tdb1' $'Ñandú\tproducts\tdb2' $'nuez\tproducts\tdb2' \
+    $'42\tproducts\tdb1' $'\tproducts\tdb1' $'Ωmega\tproducts\tdb3' $'Æble\tproducts\tdb1')"
+  run -0 --separate-stderr shard-route explain --map "$map" -n users bob
+  assert_output $'bob\tusers\tdb3'
+  # stdin: CRLF line ends and a last line without a newline.
+  run -0 --separate-stderr bash -c "printf 'Zanahoria\r\nmango' | shard-route explain --map '$map' -n products"
+  assert_output $'Zanahoria\tproducts\tdb2\nmango\tproducts\tdb1'
+  run -0 --separate-stderr shard-route explain --map "$map" -n products -v Ábaco
+  assert_output $'Ábaco\tproducts\tdb1\tfirst-letter: first character \'á\' -> A (decomposition), in A-M (line 11)'
+}
+
+@test "put 10,000 products on MongoDB: each on its shard, then get, del, find --sort --limit, count" {
+  map=$(shop_map)
+  python3 -c '
+import json
+first = ["ábaco", "Ñandú", "zapallo", "Mango", "nuez", "éclair", "Ωmega", "42 ", "kiwi", "Tomate"]
+for i in range(10000):
+    print(json.dumps({"name": first[i % 10] + str(i), "price": i % 97, "i": i}, ensure_ascii=False))
+' > "$BATS_TEST_TMPDIR/products.jsonl"
+  run -0 --separate-stderr shard-route put --map "$map" -n products < "$BATS_TEST_TMPDIR/products.jsonl"
+  # Where explain says, counted on each server by pymongo: A-M 5000, N-Z 4000, other 1000.
+  cut -d'"' -f4 "$BATS_TEST_TMPDIR/products.jsonl" | shard-route explain --map "$map" -n products |
+    cut -f3 | sort | uniq -c | awk '{print $2, $1}' > "$BATS_TEST_TMPDIR/expected"
+  assert_equal "$(cat "$BATS_TEST_TMPDIR/expected")" $'db1 5000\ndb2 4000\ndb3 1000'
+  assert_equal "$(mongo_count "$RSA_URL" shop products)" 5000
+  assert_equal "$(mongo_count "$RSB_URL" shop products)" 4000
+  assert_equal "$(mongo_count "$DB3_URL" shop products)" 1000
+  # put again: upserts by key, nothing doubles. (The test server finds a document by
+  # scanning its collection, so a slice of the catalogue keeps this test short.)
+  head -300 "$BATS_TEST_TMPDIR/products.jsonl" > "$BATS_TEST_TMPDIR/again.jsonl"
+  run --separate-stderr shard-route put --map "$map" -n products --batch 100 < "$BATS_TEST_TMPDIR/again.jsonl"
+  [[ $status == 0 ]] || fail "put again: $status $stderr"
+  run -0 shard-route count --map "$map" -n products
+  assert_output 10000
+  run -0 --separate-stderr shard-route get --map "$map" -n products Ñandú1
+  assert_output --partial '"name" : "Ñandú1"'
+  run -0 --separate-stderr shard-route count --map "$map" -n products '{"price": {"$lt": 3}}'
+  assert_output "$(python3 -c 'print(sum(1 for i in range(10000) if i % 97 < 3))')"
+  run -0 --separate-stderr shard-route find --map "$map" -n products '{"price": 96}' --sort=-i --limit 3
+  assert_equal "$(jq -c .i <<<"$output" | tr '\n' ' ')" "9990 9893 9796 "
+  run -0 --separate-stderr shard-route del --map "$map" -n products Ñandú1 zapallo2
+  run -1 --separate-stderr shard-route get --map "$map" -n products Ñandú1
+  assert_output ""
+  [[ $stderr == *"no document with key 'Ñandú1' on db2"* ]] || fail "$stderr"
+  run -0 shard-route count --map "$map" -n products
+  assert_output 9998
+}
+
+@test "find and count: a down shard fails the command, --partial gives the others' results" {
+  map=$(shop_map)
+  printf '{"name": "apple"}\n{"name": "nut"}\n' | shard-route put --map "$map" -n products
+  dead=$(free_port)
+  sed -i "s|db3: .*|db3: mongodb://127.0.0.1:$dead/shop|" "$map"
+  run -69 --separate-stderr shard-route find --map "$map" -n products --connect-timeout 1s
+  assert_output ""
+  [[ $stderr == *"shard db3"* ]] || fail "$stderr"
+  run -0 --separate-stderr shard-route count --map "$map" -n products --partial --connect-timeout 1s '{"name": {"$in": ["apple", "nut"]}}'
+  assert_output 2
+  [[ $stderr == *"partial result: shard db3"* ]] || fail "$stderr"
+  # A filter on the key touches its shard only: the dead one is not asked.
+  run -0 --separate-stderr shard-route find --map "$map" -n products '{"name": "apple"}'
+  assert_output --partial '"apple"'
+}
+
+@test "MariaDB and Redis shards: put, get, find with a filter and a sort, count, del" {
+  cat > "$BATS_TEST_TMPDIR/kv.yaml" <<YAML
+shards:
+  m1: $M1_URL
+  m2: $M2_URL
+  r1: $R1_URL
+  r2: $R2_URL
+namespaces:
+  items:
+    key: id
+    strategy: jump
+    shards: [m1, m2]
+  carts:
+    key: id
+    strategy: slots
+    slots: {r1: 0-8191, r2: 8192-16383}
+YAML
+  map=$BATS_TEST_TMPDIR/kv.yaml
+  [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"
+  export MYSQL_PWD=$M1_PASSWORD
+  for ns in items carts; do
+    seq 1 500 | awk '{printf "{\"id\": \"k%d\", \"n\": %d, \"s\": \"é%d\"}\n", $1, $1, $1 % 7}' |
+      shard-route put --map "$map" -n $ns
+    run -0 shard-route count --map "$map" -n $ns
+    assert_output 500
+    run -0 shard-route get --map "$map" -n $ns k42
+    assert_output '{"id": "k42", "n": 42, "s": "é0"}'
+    run -0 shard-route find --map "$map" -n $ns '{"n": {"$gte": 495}}' --sort=-n --limit 2
+    assert_output $'{"id": "k500", "n": 500, "s": "é3"}\n{"id": "k499", "n": 499, "s": "é2"}'
+    run -0 shard-route count --map "$map" -n $ns '{"s": "é0"}'
+    assert_output 71
+    run -0 shard-route del --map "$map" -n $ns k42
+    run -0 shard-route count --map "$map" -n $ns
+    assert_output 499
+  done
+  # Both shards hold part of each namespace.
+  run -0 mariadb_for m1 -N -e 'SELECT COUNT(*) > 100 FROM envkit.items'
+  assert_output 1
+  run -0 mariadb_for m2 -N -e 'SELECT COUNT(*) > 100 FROM envkit.items'
+  assert_output 1
+}

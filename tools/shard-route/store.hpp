@@ -1,0 +1,79 @@
+// The documents of one namespace on one shard, whatever the store: MongoDB (a collection of
+// the URL's database), MySQL/MariaDB (a table `k` primary key, `doc` JSON text) or Redis
+// (string keys "NAMESPACE:KEY" holding the JSON text). put, get, del, find and count run
+// through it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <envkit/connection.hpp>
+#include <envkit/json.hpp>
+#include <envkit/result.hpp>
+
+#include "shard-route/config.hpp"
+#include "shard-route/shard_map.hpp"
+
+namespace shard_route {
+
+/// One document to write: its key (the key field's text) and its JSON text.
+struct KeyedDocument {
+  std::string key;
+  std::string json;
+};
+
+/// How to write: MongoDB's write concern ("majority" or a number of members).
+struct WriteOptions {
+  std::string write_concern = "majority";
+};
+
+/// A namespace's documents on one shard. Not thread-safe.
+class ShardStore {
+ public:
+  virtual ~ShardStore() = default;
+  /// Inserts or replaces each document by its key (so a repeated put is harmless).
+  virtual envkit::Status put(const std::vector<KeyedDocument>& docs) = 0;
+  /// The document with this key, or nullopt.
+  virtual envkit::Result<std::optional<std::string>> get(std::string_view key) = 0;
+  /// Deletes the document with this key; false when there was none.
+  virtual envkit::Result<bool> del(std::string_view key) = 0;
+  /// Calls `visit` with each document matching `filter` (JSON, "" for all) as JSON text, in
+  /// `sort` order when given ("field" or "-field"), at most `limit` (0: all), streaming.
+  virtual envkit::Status scan(std::string_view filter, const std::string& sort, int64_t limit,
+                              const std::function<envkit::Status(std::string_view json)>& visit) = 0;
+  /// Documents matching `filter`.
+  virtual envkit::Result<int64_t> count(std::string_view filter) = 0;
+};
+
+/// Connects to `shard` for namespace `ns_name`, whose key field is `key_field`.
+envkit::Result<std::unique_ptr<ShardStore>> open_store(const Shard& shard, const std::string& ns_name,
+                                                       const std::string& key_field,
+                                                       const envkit::ConnectionOptions& connection,
+                                                       const std::optional<std::string>& password_file,
+                                                       const WriteOptions& write);
+
+/// The key of a parsed document: the string value of `field`, or an integer's decimal text.
+/// Errors (bad_data) when the field is missing or of another type.
+envkit::Result<std::string> key_of(const envkit::JsonValue& doc, const std::string& field);
+
+/// True when `doc` matches `filter` as MongoDB would for the subset shard-route evaluates
+/// itself (MySQL and Redis shards): equality and $eq $ne $gt $gte $lt $lte $in on fields
+/// (dotted paths). Errors (usage) for anything else.
+envkit::Result<bool> matches(const envkit::JsonValue& doc, const envkit::JsonValue& filter);
+
+/// Orders two values of a sort field as MongoDB does for the common types: missing/null,
+/// numbers, strings, then the rest by their JSON text. <0, 0, >0.
+int compare_values(const envkit::JsonValue* a, const envkit::JsonValue* b);
+
+/// The value at a dotted path, or nullptr.
+const envkit::JsonValue* value_at(const envkit::JsonValue& doc, std::string_view path);
+
+/// put, get, del, find, count as configured; the exit status.
+envkit::Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map,
+                                               const Namespace* ns);
+
+}  // namespace shard_route
