@@ -48,6 +48,10 @@ std::string spool_name(std::string_view redacted_url) {
 
 namespace {
 
+// How often a spool is offered a replay while no records arrive (the sink's own backoff
+// decides whether it is tried).
+constexpr milliseconds kReplayInterval{500};
+
 // A batch on its way: the records, what the source said of each, and what became of them.
 struct Job {
   struct Meta {
@@ -344,6 +348,16 @@ Status Pipeline::run(Source& source) {
     std::lock_guard lock(s.mutex);
     return s.idle > 0 && s.work.empty();
   };
+  // A spool is replayed ahead of new records, and also while none arrive: with nothing in
+  // flight, an empty job every replay_interval lets a worker replay whatever is due.
+  auto last_replay = Clock::now();
+  auto spool_waiting = [&] {
+    return std::any_of(s.spools.begin(), s.spools.end(), [](const auto& spool) {
+      if (!spool) return false;
+      std::lock_guard lock(spool->mutex);
+      return !spool->spool.empty();
+    });
+  };
 
   while (true) {
     settle_done();
@@ -358,6 +372,13 @@ Status Pipeline::run(Source& source) {
       last_progress = now;
     }
     bool can_dispatch = in_flight < o.max_in_flight;
+    if (pending.records.empty() && in_flight == 0 && pulling && now - last_replay >= kReplayInterval) {
+      last_replay = now;
+      if (spool_waiting()) {
+        dispatch();
+        continue;
+      }
+    }
     if (!pending.records.empty() && can_dispatch &&
         (pending.records.size() >= o.batch || now - pending_since >= o.linger || !pulling || source_end ||
          worker_idle())) {
@@ -399,7 +420,7 @@ Status Pipeline::run(Source& source) {
   if (!failure) {
     for (auto& sink : s.worker_sinks.front()) {
       SinkCounters before = sink.counters();
-      sink.drain();
+      sink.drain(SpooledSink::When::now);
       size_t idx = static_cast<size_t>(&sink - s.worker_sinks.front().data());
       s.sink_counters[idx] += sink.counters() - before;
       if (sink.fatal() && !failure) failure = sink.fatal();

@@ -129,8 +129,8 @@ void SpooledSink::write_now(std::span<const Record> records, std::span<Delivery>
   }
 }
 
-void SpooledSink::drain() {
-  if (!spool_ || backing_off() || fatal_) return;
+void SpooledSink::drain(When when) {
+  if (!spool_ || fatal_ || (when == When::when_due && backing_off())) return;
   // One drainer at a time, holding the spool from peek to consume: two workers peeking the
   // same oldest batch would both consume it, and the second consume would drop records
   // never delivered. A worker that finds another draining leaves it to that one.

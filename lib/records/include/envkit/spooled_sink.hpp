@@ -50,8 +50,10 @@ class SpooledSink {
   std::vector<Delivery> deliver(std::span<const Record> records);
 
   /// Replays the spool until it is empty or the sink fails again; returns at once if another
-  /// worker sharing the spool is replaying it.
-  void drain();
+  /// worker sharing the spool is replaying it, or, unless `now` (the last replay before the
+  /// run ends), while the sink is backing off after a failure.
+  enum class When { when_due, now };
+  void drain(When when = When::when_due);
 
   /// Set once the run should stop: the sink failed in a way no wait mends (Exit::config:
   /// refused credentials, a missing table or topic), or the spool itself failed (full, I/O,
