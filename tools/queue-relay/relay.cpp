@@ -89,7 +89,9 @@ class IdleStop final : public envkit::Source {
 void print_stats(const Config& c, const envkit::Pipeline& p, steady_clock::time_point start) {
   envkit::JsonWriter w;
   w.begin_object();
-  w.key("from").string(c.from);
+  // Never the password: a stats file is read by dashboards and pasted into reports.
+  auto from = envkit::parse_url(c.from);
+  w.key("from").string(from ? from->redacted() : c.from);
   if (!c.timestamp_field.empty()) w.key("timestamp_field").string(c.timestamp_field);
   w.key("elapsed_s").number(duration<double>(steady_clock::now() - start).count());
   double active = p.active_seconds();
