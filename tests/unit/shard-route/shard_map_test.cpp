@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include <envkit/exit_status.hpp>
 
 namespace shard_route {
@@ -195,7 +197,7 @@ std::string strategy_map(const std::string& strategy, int n) {
   return text + "]\n";
 }
 
-std::string test_key(int i) { return "product:" + std::to_string(i * 7919 + 13); }
+std::string test_key(int i) { return "product:" + std::to_string(int64_t{i} * 7919 + 13); }
 
 TEST(ShardRouteMap, HashStrategiesSpreadAMillionKeysEvenly) {
   constexpr int kKeys = 1'000'000;
