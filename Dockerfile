@@ -12,7 +12,7 @@ RUN apt-get update \
       build-essential cmake ninja-build pkg-config file dpkg-dev \
       libboost-program-options-dev libcurl4-openssl-dev default-libmysqlclient-dev \
       libmongoc-dev libbson-dev libhiredis-dev libyaml-cpp-dev librabbitmq-dev librdkafka-dev \
-      libssl-dev zlib1g-dev libzstd-dev libmicrohttpd-dev rapidjson-dev \
+      libssl-dev zlib1g-dev libzstd-dev libicu-dev libmicrohttpd-dev rapidjson-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
