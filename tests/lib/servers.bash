@@ -869,8 +869,10 @@ EOF
         printf ' "$@"\n'
       } >"$dir/rabbitmqctl"
       chmod 755 "$dir/rabbitmqctl"
+      # From its own directory: an Erlang crash dump (MnesiaCore.*, erl_crash.dump) lands in
+      # the working directory, which must not be the caller's checkout.
       _servers_spawn "$dir/pid" /dev/null "$log" "$log" \
-        env "${envs[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server || return 1
+        env -C "$dir" "${envs[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server || return 1
       pid=$(_servers_read_pid "$dir/pid")
       if _servers_await start_rabbitmq "rabbitmq-server '$name' on port $port" "$pid" "$(_servers_timeout 180)" "$log" \
         _servers_rabbitmq_ready "$port" 2>"$dir/start.err"; then
