@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     if (*parsed == envkit::ParseOutcome::exit_now) return 0;
     if (*parsed == envkit::ParseOutcome::check_only) {
       auto checked = config.mode == race_probe::Mode::serve ? race_probe::check_serve(config.serve)
-                                                            : race_probe::check(config);
+                                                            : race_probe::check(config, race_probe::CheckStage::config);
       return checked ? 0 : envkit::report(checked.error());
     }
     if (config.mode == race_probe::Mode::serve) {

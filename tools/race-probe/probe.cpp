@@ -382,16 +382,29 @@ envkit::Result<Snapshot> parse_tasks_snapshot(std::string_view body, const std::
   return s;
 }
 
-envkit::Status check(const Config& config) {
+envkit::Status check(const Config& config, CheckStage stage) {
   if (config.mode == Mode::reconcile) {
     for (const auto& h : config.histories) {
-      if (::access(h.c_str(), R_OK) != 0) return envkit::system_error(h, "cannot read the history", errno, Exit::no_input);
+      if (::access(h.c_str(), R_OK) == 0) continue;
+      int err = errno;
+      if (stage == CheckStage::config && err == ENOENT) {
+        auto slash = h.rfind('/');
+        std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : h.substr(0, slash);
+        if (::access(dir.c_str(), X_OK) == 0) continue;
+        return envkit::system_error(dir, "cannot reach the history's directory", errno, Exit::no_input);
+      }
+      return envkit::system_error(h, "cannot read the history", err, Exit::no_input);
     }
   }
   for (const auto* url : {&config.probe.target, &config.probe.read_back}) {
     if (url->empty()) continue;
     auto parsed = envkit::parse_url(*url);
     if (!parsed) return parsed.error();
+  }
+  if (config.mode == Mode::probe && config.probe.workload == Workload::stock) {
+    // The target's parameters (buy=, window=, the password) as the run reads them; opening
+    // it connects to nothing.
+    if (auto opened = open_stock_target(config); !opened) return opened.error();
   }
   return {};
 }

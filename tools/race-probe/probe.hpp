@@ -18,8 +18,13 @@ envkit::Result<envkit::Exit> run_probe(const Config& config);
 /// and prints. The same statuses as run_probe().
 envkit::Result<envkit::Exit> run_reconcile(const Config& config);
 
+/// When a check runs: before a run every history to reconcile must be readable; at
+/// --check-config one not written yet is accepted if its directory exists (the clients that
+/// write it may not have run, as in a compose file where reconcile waits for them).
+enum class CheckStage { run, config };
+
 /// What --check-config verifies: URLs, the history files to read.
-envkit::Status check(const Config& config);
+envkit::Status check(const Config& config, CheckStage stage = CheckStage::run);
 
 /// The snapshot of a `tasks` read-back body: a JSON array of objects, an object holding
 /// one (its first array member), or JSON Lines. `id_field` names the id.
