@@ -162,3 +162,30 @@ print("ok")
 PY
   assert_output ok
 }
+
+@test "task-race: reconcile reads the file the server writes and the histories the clients write" {
+  local f=$COMPOSE/task-race/compose.yaml env=$COMPOSE/task-race/example.env
+  run -0 python3 "$CHECK" --bin "$ENVKIT_BUILD_DIR/bin" --env-file "$env" "$f"
+  assert_line --partial 'server command: race-probe serve'
+  assert_line --partial 'reconcile command: race-probe reconcile'
+  assert_line '5 command lines checked, 0 failed'
+  # The same volumes on both sides: the server's data is what reconcile reads back, the
+  # clients' results are its histories, and reconcile waits for both clients to finish.
+  run -0 python3 - "$f" <<'PY'
+import sys, yaml
+s = yaml.safe_load(open(sys.argv[1]))["services"]
+assert "tasks:/var/lib/envkit" in s["server"]["volumes"] and "/var/lib/envkit/tasks.json" in s["server"]["command"]
+assert "tasks:/tasks:ro" in s["reconcile"]["volumes"] and "results:/results:ro" in s["reconcile"]["volumes"]
+assert "file:/tasks/tasks.json" in s["reconcile"]["command"]
+for c in ("client-a", "client-b"):
+    assert s["reconcile"]["depends_on"][c]["condition"] == "service_completed_successfully"
+    assert s[c]["depends_on"]["server"]["condition"] == "service_healthy"
+    assert "results:/var/lib/envkit" in s[c]["volumes"]
+    assert "/var/lib/envkit/" + c + ".jsonl" in s[c]["command"] and "/results/" + c + ".jsonl" in s["reconcile"]["command"]
+print("ok")
+PY
+  # Without the results volume, the histories' directory does not exist: the check says so.
+  sed 's|    volumes: \[tasks:/tasks:ro, results:/results:ro\]|    volumes: [tasks:/tasks:ro]|' "$f" >"$BATS_TEST_TMPDIR/compose.yaml"
+  run -1 python3 "$CHECK" --bin "$ENVKIT_BUILD_DIR/bin" --env-file "$env" "$BATS_TEST_TMPDIR/compose.yaml"
+  assert_output --partial "cannot reach the history's directory"
+}

@@ -7,7 +7,9 @@ Each file is resolved by `docker-compose config` (variables, anchors, defaults).
 service, its `command` and a CMD healthcheck `test` whose program is an envkit command run
 as `PROGRAM ARGS... --check-config` from DIR with the service's environment; paths under
 /run/secrets/ point at scratch files for the secrets the service declares (so a secret used
-but not declared fails, as it would in the container). A program that is not an envkit
+but not declared fails, as it would in the container), and paths under a volume's target
+point into a scratch directory for that volume, shared by the services that mount it (so a
+path outside every volume that the command must write or read fails, as it would). A program that is not an envkit
 command in a service built from envkit's image fails; an envkit command not built yet is
 reported as skipped. Prints one line per command line; exits 1 if any failed.
 """
@@ -42,6 +44,33 @@ def command_lines(service):
     return out
 
 
+def volume_mounts(service, scratch):
+    """(container target, scratch directory) for each named volume the service mounts, the
+    longest target first; a volume's directory is the same for every service mounting it."""
+    mounts = []
+    for v in service.get("volumes") or []:
+        if isinstance(v, str):
+            parts = v.split(":")
+            source, target = (parts[0], parts[1]) if len(parts) > 1 else (None, parts[0])
+        else:
+            source, target = v.get("source"), v.get("target")
+        if not target or not source or source.startswith((".", "/")):
+            continue  # a bind mount: the host path is the file's own, not the check's to make
+        directory = os.path.join(scratch, source)
+        os.makedirs(directory, exist_ok=True)
+        mounts.append((target.rstrip("/"), directory))
+    return sorted(mounts, key=lambda m: -len(m[0]))
+
+
+def map_paths(arg, mounts):
+    """arg with a leading volume target (the path alone or as a file: URL) replaced."""
+    for target, directory in mounts:
+        for prefix in ("", "file:", "file://"):
+            if arg == prefix + target or arg.startswith(prefix + target + "/"):
+                return prefix + directory + arg[len(prefix + target):]
+    return arg
+
+
 def is_envkit_image(service):
     return "envkit" in str(service.get("image", "")) or "build" in service
 
@@ -64,11 +93,12 @@ def check_file(path, args, scratch):
             target = s if isinstance(s, str) else s.get("target") or s["source"]
             with open(os.path.join(secrets_dir, os.path.basename(target)), "w") as f:
                 f.write("not-a-real-secret\n")
+        mounts = volume_mounts(service, os.path.join(scratch, "volumes", os.path.basename(os.path.dirname(path))))
         env = {"PATH": args.bin + ":/usr/bin:/bin", "HOME": scratch, "LC_ALL": "C.UTF-8"}
         environment = service.get("environment") or {}
         if isinstance(environment, list):
             environment = dict(e.split("=", 1) for e in environment)
-        env.update({k: str(v).replace("/run/secrets/", secrets_dir + "/")
+        env.update({k: map_paths(str(v).replace("/run/secrets/", secrets_dir + "/"), mounts)
                     for k, v in environment.items() if v is not None})
         for where, argv in command_lines(service):
             program = os.path.basename(argv[0])
@@ -82,7 +112,7 @@ def check_file(path, args, scratch):
             if not os.access(binary, os.X_OK):
                 print(f"skip {label}: {program} is not built yet")
                 continue
-            mapped = [a.replace("/run/secrets/", secrets_dir + "/") for a in argv[1:]]
+            mapped = [map_paths(a.replace("/run/secrets/", secrets_dir + "/"), mounts) for a in argv[1:]]
             run = subprocess.run([binary] + mapped + ["--check-config"], env=env,
                                  capture_output=True, text=True, timeout=30)
             checked += 1
