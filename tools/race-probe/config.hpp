@@ -53,6 +53,7 @@ struct Config {
   ProbeConfig probe;
   std::vector<std::string> histories;  ///< reconcile's inputs
   std::string history;                 ///< --history FILE to write ("" none)
+  bool export_jepsen = false;          ///< reconcile --export jepsen: print EDN, check nothing
   Format format = Format::automatic;
   envkit::ConnectionOptions connection;
   std::optional<std::string> password_file;

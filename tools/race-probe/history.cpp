@@ -1,8 +1,10 @@
 // History lines in and out: the documented JSON Lines form of race-probe(1).
 #include "race-probe/history.hpp"
 
+#include <algorithm>
 #include <chrono>
 
+#include <envkit/exit_status.hpp>
 #include <envkit/json.hpp>
 #include <envkit/jsonl.hpp>
 
@@ -20,6 +22,14 @@ std::string_view outcome_name(Outcome o) {
     case Outcome::unknown: return "unknown";
   }
   return "unknown";
+}
+
+void classify_transport_failure(const envkit::Error& e, Operation& op) {
+  using envkit::Failure;
+  bool never_sent = envkit::is(e, Failure::connection_refused) || envkit::is(e, Failure::name_not_found) ||
+                    envkit::is(e, Failure::usage);
+  op.outcome = never_sent ? Outcome::fail : Outcome::unknown;
+  op.error = e.message;
 }
 
 int64_t now_us() {
@@ -176,6 +186,108 @@ envkit::Status read_history(const std::string& path, History& history) {
       return bad("not a history line: \"type\" is neither \"op\" nor \"read\"");
     }
   }
+}
+
+namespace {
+
+std::string edn_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string edn_value(const Operation& op, bool completion) {
+  std::string key = edn_string(op.id);
+  if (op.f == "read") {
+    bool seen = completion && op.outcome == Outcome::ok;
+    return "[" + key + " " + (seen && op.value ? std::to_string(*op.value) : "nil") + "]";
+  }
+  if (op.f == "write") return "[" + key + " " + std::to_string(op.value.value_or(0)) + "]";
+  if (op.f == "cas") return "[" + key + " [" + std::to_string(op.from) + " " + std::to_string(op.to) + "]]";
+  return key;  // add, buy
+}
+
+// Times are microseconds; an event's nanosecond is chosen so that operations that touch in
+// the same microsecond stay concurrent (an invocation at its first nanosecond, a completion
+// at its last), except a worker's own next operation, which follows its previous one.
+struct EdnEvent {
+  int64_t time;  // ns
+  int order;     // completions before invocations at the same nanosecond
+  std::string line;
+};
+
+}  // namespace
+
+std::string jepsen_edn(const History& history) {
+  int64_t start = INT64_MAX;
+  for (const auto& op : history.operations) start = std::min(start, op.invoke);
+  for (const auto& s : history.snapshots) start = std::min(start, s.invoke);
+  if (start == INT64_MAX) return {};
+  auto first_ns = [start](int64_t us) { return (us - start) * 1000; };
+  auto last_ns = [start](int64_t us) { return (us - start) * 1000 + 999; };
+
+  // Operations by invocation, so that each worker's process numbers follow its own order.
+  std::vector<const Operation*> ops;
+  ops.reserve(history.operations.size());
+  for (const auto& op : history.operations) ops.push_back(&op);
+  std::stable_sort(ops.begin(), ops.end(), [](const Operation* a, const Operation* b) { return a->invoke < b->invoke; });
+
+  std::map<std::pair<std::string, uint32_t>, int64_t> process;
+  std::map<std::pair<std::string, uint32_t>, int64_t> previous_complete;
+  int64_t next_process = 0;
+  std::vector<EdnEvent> events;
+  events.reserve(2 * ops.size() + 2 * history.snapshots.size());
+  for (const Operation* op : ops) {
+    auto [it, fresh] = process.try_emplace({op->client, op->worker}, next_process);
+    if (fresh) ++next_process;
+    const std::string p = std::to_string(it->second);
+    const std::string f = ":" + op->f;
+    auto& before = previous_complete[{op->client, op->worker}];
+    int64_t invoked = op->invoke <= before ? last_ns(before) : first_ns(op->invoke);
+    int64_t completed = std::max(last_ns(op->complete), invoked);
+    before = op->complete;
+    events.push_back({invoked, 1, "{:type :invoke, :f " + f + ", :value " + edn_value(*op, false) +
+                                      ", :process " + p + ", :time " + std::to_string(invoked)});
+    const char* type = op->outcome == Outcome::ok ? ":ok" : op->outcome == Outcome::fail ? ":fail" : ":info";
+    std::string line = std::string("{:type ") + type + ", :f " + f + ", :value " + edn_value(*op, true) +
+                       ", :process " + p + ", :time " + std::to_string(completed);
+    if (!op->error.empty()) line += ", :error " + edn_string(op->error);
+    events.push_back({completed, 0, std::move(line)});
+    if (op->outcome == Outcome::unknown) it->second = next_process++;  // that process crashed
+  }
+  for (const auto& s : history.snapshots) {
+    const std::string p = std::to_string(next_process++);
+    std::string value;
+    if (!s.initial.empty() || !s.stock.empty()) {
+      value = "{";
+      for (const auto& [item, n] : s.stock) value += (value.size() > 1 ? ", " : "") + edn_string(item) + " " + std::to_string(n);
+      value += "}";
+    } else {
+      value = "#{";
+      for (const auto& r : s.records) value += (value.size() > 2 ? " " : "") + edn_string(r.id);
+      value += "}";
+    }
+    int64_t invoked = first_ns(s.invoke), completed = std::max(last_ns(s.complete), invoked);
+    events.push_back({invoked, 1, "{:type :invoke, :f :read, :value nil, :process " + p + ", :time " + std::to_string(invoked)});
+    events.push_back({completed, 0, "{:type :ok, :f :read, :value " + value + ", :process " + p + ", :time " + std::to_string(completed)});
+  }
+  std::stable_sort(events.begin(), events.end(), [](const EdnEvent& a, const EdnEvent& b) {
+    return a.time != b.time ? a.time < b.time : a.order < b.order;
+  });
+  std::string out;
+  size_t index = 0;
+  for (const auto& e : events) {
+    out += e.line;
+    out += ", :index " + std::to_string(index++) + "}\n";
+  }
+  return out;
 }
 
 }  // namespace race_probe

@@ -20,6 +20,12 @@ enum class Outcome { ok, fail, unknown };
 
 std::string_view outcome_name(Outcome o);
 
+struct Operation;
+/// A transport error's outcome: refused before anything was sent (connection refused, name
+/// not found, a usage error) it certainly did not happen (fail); anything later may have
+/// (unknown). Sets op.outcome and op.error.
+void classify_transport_failure(const envkit::Error& e, Operation& op);
+
 /// One operation. Times are microseconds since the Unix epoch (the wall clock, so that
 /// histories from several hosts merge; their clocks should be NTP-synchronised).
 struct Operation {
@@ -72,6 +78,15 @@ std::string snapshot_line(const Snapshot& snapshot);
 /// Appends every line of `path` to `history`. Errors: Exit::no_input for a missing file,
 /// Exit::data ("FILE:LINE: why") for a line that is not a history line.
 envkit::Status read_history(const std::string& path, History& history);
+
+/// The history in Jepsen's EDN form, one map a line, for Knossos and Elle to re-check: each
+/// operation an :invoke and its completion (:ok, :fail, or :info when unknown) at :time
+/// nanoseconds from the first invocation, ordered by time. :process is one per client and
+/// worker, and a fresh one after an :info (a Jepsen process never completes twice). Values:
+/// tasks :add the record id, then each snapshot a :read of the set of ids (Jepsen's set
+/// checker); register [key v] tuples (jepsen.independent), a cas [key [from to]] (Knossos's
+/// cas-register); stock :buy the item, then a :read of each item's stock.
+std::string jepsen_edn(const History& history);
 
 /// Microseconds since the Unix epoch, now.
 int64_t now_us();

@@ -95,13 +95,18 @@ envkit::Result<envkit::ParseOutcome> parse_reconcile(int argc, const char* const
   envkit::OptionParser parser(
       {"race-probe", "race-probe reconcile [--read-back URL] [OPTION]... HISTORY...",
        "Merges the histories of several race-probe clients (--history) and checks their union\n"
-       "against one read-back: the latest the histories hold, or a fresh one from --read-back.",
-       "Example:\n  race-probe reconcile --read-back http://tasks:8080/tasks a.jsonl b.jsonl\n\n" +
+       "against one read-back: the latest the histories hold, or a fresh one from --read-back.\n"
+       "--export jepsen prints the merged history in Jepsen's EDN form instead, for Knossos or\n"
+       "Elle to re-check.",
+       "Examples:\n  race-probe reconcile --read-back http://tasks:8080/tasks a.jsonl b.jsonl\n"
+       "  race-probe reconcile --export jepsen a.jsonl b.jsonl > history.edn\n\n" +
            std::string(kExitStatus)});
-  std::string format = "auto";
+  std::string format = "auto", export_format;
   parser.options().add_options()
       ("read-back", value(&c.probe.read_back)->value_name("URL"),
        "read the target back now (http(s):// list endpoint, or file:PATH)")
+      ("export", value(&export_format)->value_name("FORMAT"),
+       "print the merged history as FORMAT (jepsen: EDN) and check nothing")
       ("id-field", value(&c.probe.id_field)->value_name("NAME"), "the records' id field (default id)")
       ("request-timeout", value(&c.probe.request_timeout)->value_name("DUR"), "bound on the read-back (default 5s)")
       ("check-budget", value(&c.probe.check_budget)->value_name("DUR"),
@@ -116,6 +121,11 @@ envkit::Result<envkit::ParseOutcome> parse_reconcile(int argc, const char* const
   if (!f) return f.error();
   c.format = *f;
   if (c.histories.empty()) return Error{Exit::usage, "reconcile: give at least one HISTORY file"};
+  if (parser.given("export")) {
+    if (export_format != "jepsen") return Error{Exit::usage, "--export: '" + export_format + "' is not jepsen"};
+    if (!c.probe.read_back.empty()) return Error{Exit::usage, "--export checks nothing: leave out --read-back"};
+    c.export_jepsen = true;
+  }
   return outcome;
 }
 
@@ -123,28 +133,30 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
                                                  std::ostream& out) {
   envkit::OptionParser parser(
       {"race-probe",
-       "race-probe --target URL [--workload tasks|stock] [--workers C] [--requests N] [OPTION]...\n"
+       "race-probe --target URL [--workload tasks|stock|register] [--workers C] [--requests N] [OPTION]...\n"
        "  or:  race-probe serve [OPTION]...\n"
        "  or:  race-probe reconcile [OPTION]... HISTORY...",
        "Fires C workers x N operations at a service, reads back what it holds and reconciles:\n"
        "tasks (each request adds a unique record: lost, duplicated, corrupted, unexpected,\n"
        "recovered), stock (concurrent purchases: no negative stock, none oversold, sold +\n"
-       "remaining = initial) or register (reads, writes and compare-and-set on K keys of\n"
-       "/kv/KEY, checked for linearizability key by key). Each operation is ok, fail or unknown (timed out or dropped after\n"
-       "sending: never counted as lost). --rate makes the load open-loop, with latency from each\n"
+       "remaining = initial) or register (reads, writes and compare-and-set on K keys, over\n"
+       "HTTP /kv/KEY or in Redis, checked for linearizability key by key). Each operation is\n"
+       "ok, fail or unknown (timed out or dropped after sending: never counted as lost). --rate makes the load open-loop, with latency from each\n"
        "request's intended send time. `race-probe serve --help` and `race-probe reconcile\n"
        "--help` describe the other modes.",
        "Examples:\n"
        "  race-probe --target http://127.0.0.1:8080/tasks --workers 2 --requests 100\n"
        "  race-probe --target http://127.0.0.1:8080/stock --workload stock --stock 50 --workers 8 --requests 20\n"
-       "  race-probe --target http://tasks:8080/tasks --client-id a --history a.jsonl\n\n" +
+       "  race-probe --target http://tasks:8080/tasks --client-id a --history a.jsonl\n"
+       "  race-probe --target redis://127.0.0.1:6379/0 --workload register --keys 3 --workers 4\n\n" +
            serve_options_text() + "\n" + std::string(kExitStatus)});
   auto& p = c.probe;
   std::string workload = "tasks", format = "auto";
   parser.options().add_options()
       ("target", value(&p.target)->value_name("URL"),
        "tasks: the collection to POST to; stock: the stock endpoint (ITEM/buy below it),\n"
-       "or mysql://USER@HOST/DB?table=T&buy=atomic|racy")
+       "or mysql://USER@HOST/DB?table=T&buy=atomic|racy; register: the key-value endpoint\n"
+       "(KEY below it), or redis://HOST[:PORT][/DB]?prefix=P&reset=true|false")
       ("workload", value(&workload)->value_name("NAME"), "tasks (default), stock or register")
       ("workers", value(&p.workers)->value_name("C"), "concurrent workers, one connection each (default 2)")
       ("requests", value(&p.requests)->value_name("N"), "operations per worker (default 100)")

@@ -1,5 +1,6 @@
 // The probe's run: operations from C workers, the read-back, the check, the report.
 #include "race-probe/probe.hpp"
+#include "race-probe/registers.hpp"
 #include "race-probe/stock.hpp"
 
 #include <unistd.h>
@@ -48,11 +49,7 @@ std::string replace_all(std::string text, std::string_view from, const std::stri
 // it never happened; a timeout or a dropped connection after sending, or a 5xx, may have.
 void classify(const envkit::Result<envkit::HttpResponse>& r, Operation& op) {
   if (!r) {
-    const auto& e = r.error();
-    bool never_sent = envkit::is(e, Failure::connection_refused) ||
-                      envkit::is(e, Failure::name_not_found) || envkit::is(e, Failure::usage);
-    op.outcome = never_sent ? Outcome::fail : Outcome::unknown;
-    op.error = e.message;
+    classify_transport_failure(r.error(), op);
     return;
   }
   op.status = static_cast<int>(r->status);
@@ -171,8 +168,7 @@ void register_request(const std::string& base, const Operation& op, envkit::Http
 }
 
 // A read's 404 is a read of the absent key, not a failure; a read's value is what it saw.
-void register_outcome(const envkit::Result<envkit::HttpResponse>& r, Operation& op,
-                      std::map<std::string, int64_t>& last_seen) {
+void register_outcome(const envkit::Result<envkit::HttpResponse>& r, Operation& op) {
   if (!r) return;
   if (op.f == "read" && r->status == 404) {
     op.outcome = Outcome::ok;
@@ -190,19 +186,22 @@ void register_outcome(const envkit::Result<envkit::HttpResponse>& r, Operation& 
       return;
     }
     op.value = v->GetInt64();
-    last_seen[op.id] = *op.value;
-  } else if (op.f == "write") {
-    last_seen[op.id] = *op.value;
-  } else {
-    last_seen[op.id] = op.to;
   }
+}
+
+// What a worker last saw of each key after an ok operation: the from of its next cas.
+void remember(const Operation& op, std::map<std::string, int64_t>& last_seen) {
+  if (op.outcome != Outcome::ok) return;
+  if (op.f == "read" && op.value) last_seen[op.id] = *op.value;
+  if (op.f == "write") last_seen[op.id] = *op.value;
+  if (op.f == "cas") last_seen[op.id] = op.to;
 }
 
 // Sends every operation; each worker keeps its own list and histogram-free records (the
 // latency is computed from the history, so reconcile can show it too).
 envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std::string& client_id,
                                                 const envkit::ConnectionOptions& connection,
-                                                StockTarget* stock) {
+                                                StockTarget* stock, RegisterTarget* registers) {
   const uint64_t total = p.requests * p.workers;
   std::vector<std::vector<Operation>> per_worker(p.workers);
   std::atomic<uint64_t> next{0};
@@ -217,6 +216,10 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       auto b = stock->buyer();
       if (!b) return b.error();
       buy = std::move(*b);
+    } else if (registers) {
+      auto c = registers->client();
+      if (!c) return c.error();
+      buy = std::move(*c);
     }
     auto& ops = per_worker[w];
     ops.reserve(p.requests + 1);
@@ -247,7 +250,7 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
         req.url = p.target;
       } else if (p.workload == Workload::register_) {
         plan_register_op(op, seq, p.keys, rng, last_seen);
-        register_request(p.target, op, req);
+        if (!registers) register_request(p.target, op, req);
       } else {
         op.f = "buy";
         op.id = item_name(seq % p.items);
@@ -265,8 +268,9 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       } else {
         auto r = client->perform(req);
         classify(r, op);
-        if (op.f == "read" || op.f == "write" || op.f == "cas") register_outcome(r, op, last_seen);
+        if (p.workload == Workload::register_) register_outcome(r, op);
       }
+      if (p.workload == Workload::register_) remember(op, last_seen);
       op.complete = now_us();
       ops.push_back(std::move(op));
     }
@@ -382,6 +386,10 @@ envkit::Result<Snapshot> parse_tasks_snapshot(std::string_view body, const std::
   return s;
 }
 
+namespace {
+bool is_http(const std::string& url) { return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0; }
+}  // namespace
+
 envkit::Status check(const Config& config, CheckStage stage) {
   if (config.mode == Mode::reconcile) {
     for (const auto& h : config.histories) {
@@ -406,6 +414,9 @@ envkit::Status check(const Config& config, CheckStage stage) {
     // it connects to nothing.
     if (auto opened = open_stock_target(config); !opened) return opened.error();
   }
+  if (config.mode == Mode::probe && config.probe.workload == Workload::register_ && !is_http(config.probe.target)) {
+    if (auto opened = open_register_target(config); !opened) return opened.error();
+  }
   return {};
 }
 
@@ -416,6 +427,7 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
   const std::string read_back = p.read_back.empty() ? p.target : p.read_back;
   Snapshot setup;
   std::unique_ptr<StockTarget> stock;
+  std::unique_ptr<RegisterTarget> registers;
   if (p.workload == Workload::stock) {
     auto opened = open_stock_target(config);
     if (!opened) return opened.error();
@@ -424,13 +436,19 @@ envkit::Result<envkit::Exit> run_probe(const Config& config) {
     if (!initial) return initial.error();
     setup.initial = std::move(*initial);
   } else if (p.workload == Workload::register_) {
-    // No read-back: the history itself is checked.
+    // No read-back: the history itself is checked, from every key absent.
+    if (!is_http(p.target)) {
+      auto opened = open_register_target(config);
+      if (!opened) return opened.error();
+      registers = std::move(*opened);
+      if (auto st = registers->reset(p.keys); !st) return st.error();
+    }
   } else if (auto before = read_back_tasks(read_back, p.id_field, config.connection, p.request_timeout.value);
              !before) {
     // Read once before the run: a target that cannot be read back cannot be checked.
     return before.error();
   }
-  auto ops = send_all(p, client_id, config.connection, stock.get());
+  auto ops = send_all(p, client_id, config.connection, stock.get(), registers.get());
   if (!ops) return ops.error();
   if (auto st = reached_target(*ops); !st) return st.error();
   if (p.workload == Workload::register_) {
@@ -470,6 +488,11 @@ envkit::Result<envkit::Exit> run_reconcile(const Config& config) {
     if (auto st = read_history(path, history); !st) return st.error();
   }
   if (history.operations.empty()) return Error{Exit::data, "the histories hold no operation"};
+  if (config.export_jepsen) {
+    std::cout << jepsen_edn(history) << std::flush;
+    if (!std::cout) return Error{Exit::io, "writing the history to stdout failed"};
+    return Exit::ok;
+  }
   const std::string& f = history.operations.front().f;
   if (f == "read" || f == "write" || f == "cas") return finish_registers(history.operations, config, "", -1);
   bool stock = f == "buy";

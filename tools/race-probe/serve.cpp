@@ -203,18 +203,24 @@ struct ReferenceService::State {
     if (parts.size() == 2 && req.method == "PUT") {
       const envkit::JsonValue* v = envkit::find_member(*doc, "value");
       if (!v) return error_reply(400, "the body must be {\"value\":V}");
-      std::lock_guard<std::mutex> guard(map_lock);
-      kv[key] = envkit::to_json(*v);
+      {
+        std::lock_guard<std::mutex> guard(map_lock);
+        kv[key] = envkit::to_json(*v);
+      }
+      if (auto failed = fail_after_commit()) return *failed;
       return HttpReply::json(200, "{\"ok\":true}\n");
     }
     if (parts.size() == 3 && parts[2] == "cas" && req.method == "POST") {
       const envkit::JsonValue* from = envkit::find_member(*doc, "from");
       const envkit::JsonValue* to = envkit::find_member(*doc, "to");
       if (!from || !to) return error_reply(400, "the body must be {\"from\":A,\"to\":B}");
-      std::lock_guard<std::mutex> guard(map_lock);
-      auto it = kv.find(key);
-      if (it == kv.end() || it->second != envkit::to_json(*from)) return error_reply(409, "compare failed");
-      it->second = envkit::to_json(*to);
+      {
+        std::lock_guard<std::mutex> guard(map_lock);
+        auto it = kv.find(key);
+        if (it == kv.end() || it->second != envkit::to_json(*from)) return error_reply(409, "compare failed");
+        it->second = envkit::to_json(*to);
+      }
+      if (auto failed = fail_after_commit()) return *failed;
       return HttpReply::json(200, "{\"ok\":true}\n");
     }
     return error_reply(405, "method not allowed here");

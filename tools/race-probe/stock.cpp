@@ -14,22 +14,10 @@ namespace race_probe {
 
 using envkit::Error;
 using envkit::Exit;
-using envkit::Failure;
 
 std::string item_name(uint64_t i) { return "item" + std::to_string(i); }
 
 namespace {
-
-// Before anything was sent, a refused connection means the purchase never happened.
-bool never_sent(const Error& e) {
-  return envkit::is(e, Failure::connection_refused) || envkit::is(e, Failure::name_not_found) ||
-         envkit::is(e, Failure::usage);
-}
-
-void transport_failure(const Error& e, Operation& op) {
-  op.outcome = never_sent(e) ? Outcome::fail : Outcome::unknown;
-  op.error = e.message;
-}
 
 class HttpStock : public StockTarget {
  public:
@@ -70,7 +58,7 @@ class HttpStock : public StockTarget {
       req.timeout = timeout_;
       auto r = shared->perform(req);
       if (!r) {
-        transport_failure(r.error(), op);
+        classify_transport_failure(r.error(), op);
         return false;
       }
       op.status = static_cast<int>(r->status);
@@ -166,7 +154,7 @@ class MysqlStock : public StockTarget {
     auto n = db.execute_affected("UPDATE " + table_ + " SET stock = stock - 1 WHERE item = " +
                                  db.quote_string(op.id) + " AND stock > 0");
     if (!n) {
-      transport_failure(n.error(), op);
+      classify_transport_failure(n.error(), op);
       return false;
     }
     op.outcome = *n == 1 ? Outcome::ok : Outcome::fail;
@@ -180,7 +168,7 @@ class MysqlStock : public StockTarget {
     {  // the result must be gone before the next statement on this connection
       auto rows = db.query("SELECT stock FROM " + table_ + " WHERE item = " + db.quote_string(op.id));
       if (!rows) {
-        transport_failure(rows.error(), op);
+        classify_transport_failure(rows.error(), op);
         return false;
       }
       auto more = rows->next_row();
@@ -200,7 +188,7 @@ class MysqlStock : public StockTarget {
     auto st = db.execute("UPDATE " + table_ + " SET stock = " + std::to_string(seen - 1) +
                          " WHERE item = " + db.quote_string(op.id));
     if (!st) {
-      transport_failure(st.error(), op);  // the write may have landed
+      classify_transport_failure(st.error(), op);  // the write may have landed
       if (op.outcome == Outcome::fail) op.outcome = Outcome::unknown;
       return false;
     }
