@@ -107,6 +107,10 @@ for i in range(10000):
   assert_equal "$(mongo_count "$RSA_URL" shop products)" 5000
   assert_equal "$(mongo_count "$RSB_URL" shop products)" 4000
   assert_equal "$(mongo_count "$DB3_URL" shop products)" 1000
+  # verify scans all 10,000 where they are: nothing out of place.
+  run -0 --separate-stderr shard-route verify --map "$map" -n products -v
+  assert_output ""
+  [[ $stderr == *"10000 documents on 3 shards: 10000 where the map says, 0 misplaced"* ]] || fail "$stderr"
   # put again: upserts by key, nothing doubles. (The test server finds a document by
   # scanning its collection, so a slice of the catalogue keeps this test short.)
   head -300 "$BATS_TEST_TMPDIR/products.jsonl" > "$BATS_TEST_TMPDIR/again.jsonl"
@@ -144,7 +148,23 @@ for i in range(10000):
   assert_output --partial '"apple"'
 }
 
-@test "MariaDB and Redis shards: put, get, find with a filter and a sort, count, del" {
+# Two namespaces on MariaDB and Redis shards; with "wrong", a map that sends every key of each
+# to its second shard (for planting misplaced documents).
+kv_map() {
+  if [[ ${1:-} == wrong ]]; then
+    cat > "$BATS_TEST_TMPDIR/wrong.yaml" <<YAML
+shards:
+  m1: $M1_URL
+  m2: $M2_URL
+  r1: $R1_URL
+  r2: $R2_URL
+namespaces:
+  items: {key: id, strategy: jump, shards: [m2]}
+  carts: {key: id, strategy: slots, slots: {r2: 0-16383}}
+YAML
+    echo "$BATS_TEST_TMPDIR/wrong.yaml"
+    return
+  fi
   cat > "$BATS_TEST_TMPDIR/kv.yaml" <<YAML
 shards:
   m1: $M1_URL
@@ -161,7 +181,11 @@ namespaces:
     strategy: slots
     slots: {r1: 0-8191, r2: 8192-16383}
 YAML
-  map=$BATS_TEST_TMPDIR/kv.yaml
+  echo "$BATS_TEST_TMPDIR/kv.yaml"
+}
+
+@test "MariaDB and Redis shards: put, get, find with a filter and a sort, count, del" {
+  map=$(kv_map)
   [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"
   export MYSQL_PWD=$M1_PASSWORD
   for ns in items carts; do
@@ -184,4 +208,45 @@ YAML
   assert_output 1
   run -0 mariadb_for m2 -N -e 'SELECT COUNT(*) > 100 FROM envkit.items'
   assert_output 1
+}
+
+@test "verify (MariaDB and Redis shards): nothing after a put; every planted misplaced copy listed, keys on two shards flagged" {
+  map=$(kv_map) wrong=$(kv_map wrong)
+  [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"
+  export MYSQL_PWD=$M1_PASSWORD
+  gen() { awk '{printf "{\"id\": \"v%d\", \"n\": %d}\n", $1, $1}'; }
+  for ns in items carts; do
+    mariadb_for m1 -e "DROP TABLE IF EXISTS envkit.$ns" 2>/dev/null || true
+    mariadb_for m2 -e "DROP TABLE IF EXISTS envkit.$ns" 2>/dev/null || true
+    redis-cli -p "$R1_PORT" FLUSHALL >/dev/null
+    redis-cli -p "$R2_PORT" FLUSHALL >/dev/null
+    seq 1 300 | gen | shard-route put --map "$map" -n $ns
+    run -0 --separate-stderr shard-route verify --map "$map" -n $ns
+    assert_output ""
+    [ -z "$stderr" ]
+    run -0 --separate-stderr shard-route verify --map "$map" -n $ns -v
+    assert_output ""
+    [[ $stderr == *"300 documents on 2 shards: 300 where the map says, 0 misplaced (0 keys on two shards or more), 0 without a key"* ]] || fail "$stderr"
+    # Planted through a map that sends everything to the second shard: copies of v1..v40
+    # (those the real map puts on the first shard are then on two shards) and v1001..v1020,
+    # which exist nowhere else.
+    { seq 1 40; seq 1001 1020; } | gen | shard-route put --map "$wrong" -n $ns
+    { seq 1 40; seq 1001 1020; } | sed 's/^/v/' | shard-route explain --map "$map" -n $ns | awk -F'\t' '$3 == "m1" || $3 == "r1" {print $1}' | sort >"$BATS_TEST_TMPDIR/expected"
+    want=$(wc -l <"$BATS_TEST_TMPDIR/expected")
+    ((want > 10))
+    run -1 --separate-stderr shard-route verify --map "$map" -n $ns
+    [ "${#lines[@]}" -eq "$want" ]
+    diff <(jq -r .key <<<"$output" | sort) "$BATS_TEST_TMPDIR/expected"
+    jq -e -s 'all(.[]; .problem == "misplaced" and (.on == "m2" or .on == "r2") and (.belongs == "m1" or .belongs == "r1"))' <<<"$output"
+    # Exactly the planted copies of v1..v40 are also on their right shard.
+    diff <(jq -r 'select(.on_right_shard_too) | .key' <<<"$output" | sort) <(grep -E '^v([1-9]|[1-3][0-9]|40)$' "$BATS_TEST_TMPDIR/expected")
+    jq -e -s 'all(.[]; ((.key | ltrimstr("v") | tonumber) > 1000) == (.on_right_shard_too | not))' <<<"$output"
+    # On the second shard the planted copies of its own keys replaced the originals; the
+    # first shard's keys are now there twice; v1001..v1020 that belong on the second are new.
+    new_first=$(grep -c -E '^v10[0-9][0-9]$' "$BATS_TEST_TMPDIR/expected")
+    docs=$((300 + want + 20 - new_first))
+    [[ $stderr == *"$docs documents on 2 shards: $((docs - want)) where the map says, $want misplaced ($((want - new_first)) keys on two shards or more)"* ]] || fail "$stderr"
+  done
+  run -64 --separate-stderr shard-route verify --map "$map" -n items v1
+  [[ $stderr == *"verify scans every shard: no arguments"* ]]
 }

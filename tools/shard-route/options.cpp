@@ -20,14 +20,17 @@ const char* kUsage =
     "  or:  shard-route get --map FILE [-n NAMESPACE] KEY...\n"
     "  or:  shard-route del --map FILE [-n NAMESPACE] KEY...\n"
     "  or:  shard-route find --map FILE [-n NAMESPACE] [FILTER] [--limit N] [--sort F] [--partial]\n"
-    "  or:  shard-route count --map FILE [-n NAMESPACE] [FILTER] [--partial]";
+    "  or:  shard-route count --map FILE [-n NAMESPACE] [FILTER] [--partial]\n"
+    "  or:  shard-route verify --map FILE [-n NAMESPACE] [--key-field F]";
 
 const char* kSummary =
     "Routes keys to shards by a shard map (a YAML file: shards with URLs, and per namespace a\n"
     "strategy: range, first-letter, hash, slots, jump, ketama or rendezvous), and reads and\n"
     "writes documents on the shards it names (MongoDB, MySQL/MariaDB, Redis). explain prints\n"
     "KEY<TAB>NAMESPACE<TAB>SHARD for each KEY (or each line of stdin), -v adds why. Keys are\n"
-    "folded as shard-route(1) documents (NFC, case folding, first letters' table).";
+    "folded as shard-route(1) documents (NFC, case folding, first letters' table). verify\n"
+    "scans every shard of the namespace and prints a JSON line for every document that is\n"
+    "not where the map says (and whether its key is on two shards), the summary on stderr.";
 
 const char* kAfter =
     "Examples:\n"
@@ -35,14 +38,16 @@ const char* kAfter =
     "  cut -f1 names.tsv | shard-route explain --map shop.yaml -n products > placed.tsv\n"
     "  shard-route put --map shop.yaml -n products --key-field name < products.jsonl\n"
     "  shard-route find --map shop.yaml -n products '{\"price\": {\"$lt\": 5}}' --sort=-price --limit 10\n"
+    "  shard-route verify --map shop.yaml -n products > misplaced.jsonl\n"
     "  shard-route --check-config explain --map shop.yaml\n"
     "\n"
-    "Exit status: 0 success; 1 some keys not found (get, del) or some documents refused (put);\n"
+    "Exit status: 0 success; 1 some keys not found (get, del), some documents refused (put)\n"
+    "or misplaced (verify);\n"
     "64 usage; 65 bad input document; 66 map file unreadable; 69 a shard cannot be reached;\n"
     "75 a shard timed out; 78 bad map (FILE:LINE: reason) or refused credentials. See\n"
     "shard-route(1).";
 
-constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count"};
+constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count", "verify"};
 
 envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
   auto usage = [](std::string m) { return Error{Exit::usage, std::move(m)}; };
@@ -58,6 +63,7 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
       {"del", {"write-concern"}},
       {"find", {"limit", "sort", "partial"}},
       {"count", {"partial"}},
+      {"verify", {"key-field"}},
   };
   const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial"};
   auto mine = std::find_if(allowed.begin(), allowed.end(), [&](const Allowed& a) { return c.command == a.command; });
@@ -73,6 +79,7 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
     return usage(c.command + ": one FILTER at most (quote it)");
   }
   if (c.command == "put" && !c.args.empty()) return usage("put reads documents from stdin: no arguments");
+  if (c.command == "verify" && !c.args.empty()) return usage("verify scans every shard: no arguments");
   if (c.batch < 1 || c.batch > 100000) return usage("--batch must be from 1 to 100000");
   if (c.limit < 0) return usage("--limit must be 0 (no limit) or more");
   if (c.write_concern != "majority" && c.write_concern.find_first_not_of("0123456789") != std::string::npos) {
@@ -92,7 +99,7 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("namespace,n", value(&c.ns)->value_name("NAME"),
        "the namespace (collection, table, key prefix); default: the map's only one")
       ("key-field", value(&c.key_field)->value_name("FIELD"),
-       "put: the document field holding the key (default: the namespace's key:)")
+       "put, verify: the document field holding the key (default: the namespace's key:)")
       ("batch", value(&c.batch)->value_name("N"), "put: documents per shard write (default 1000)")
       ("write-concern", value(&c.write_concern)->value_name("W"),
        "put, del on MongoDB: majority (default) or a number of members")
@@ -114,13 +121,13 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
     first = 2;
     if (std::find_if(std::begin(kCommands), std::end(kCommands), [&](const char* k) { return c.command == k; }) ==
         std::end(kCommands)) {
-      return Error{Exit::usage, "unknown subcommand '" + c.command + "' (explain, put, get, del, find, count)"};
+      return Error{Exit::usage, "unknown subcommand '" + c.command + "' (explain, put, get, del, find, count, verify)"};
     }
   }
   for (int i = first; i < argc; ++i) rest.push_back(argv[i]);
   auto outcome = parser.parse(static_cast<int>(rest.size()), rest.data(), out);
   if (!outcome || *outcome == envkit::ParseOutcome::exit_now) return outcome;
-  if (c.command.empty()) return Error{Exit::usage, "no subcommand: explain, put, get, del, find or count"};
+  if (c.command.empty()) return Error{Exit::usage, "no subcommand: explain, put, get, del, find, count or verify"};
   if (auto st = check_config(c, parser); !st) return st.error();
   return outcome;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include <envkit/exit_status.hpp>
@@ -18,6 +19,7 @@ using envkit::Error;
 using envkit::Failure;
 using envkit::fail;
 using envkit::JsonValue;
+using envkit::JsonWriter;
 using envkit::Result;
 using envkit::Status;
 
@@ -713,6 +715,78 @@ Result<envkit::Exit> find_or_count(Session& s, bool count) {
   return envkit::Exit::ok;
 }
 
+// verify: every document on the namespace's shards, streamed, routed again. Only the
+// misplaced ones are remembered (with the shards they were found on), so memory grows with
+// the faults, not the data; each is then looked up on the shard the map names, so a key on
+// two shards is found whichever two they are. One JSON line per misplaced copy on stdout,
+// the summary on stderr; exit 1 when anything is out of place.
+Result<envkit::Exit> verify(Session& s) {
+  const auto& shards = s.map.shards();
+  std::map<std::string, std::vector<int>> misplaced;  // key -> the wrong shards holding it
+  uint64_t documents = 0, placed = 0, unkeyed = 0, scanned = 0;
+  auto name = [&](int shard) { return shards[static_cast<size_t>(shard)].name; };
+  for (int shard : s.all_shards()) {
+    auto store = s.store(shard);
+    if (!store) return store.error();
+    ++scanned;
+    auto st = (*store)->scan("", "", 0, [&](std::string_view json) -> Status {
+      ++documents;
+      auto doc = envkit::parse_json(json);
+      Result<std::string> key = doc ? (doc->IsObject() ? key_of(*doc, s.key_field)
+                                                       : Result<std::string>(fail(Failure::bad_data, "not a JSON object")))
+                                    : Result<std::string>(doc.error());
+      if (!key) {
+        ++unkeyed;
+        JsonWriter w;
+        w.begin_object().key("problem").string("no key").key("on").string(name(shard));
+        w.key("reason").string(key.error().message).key("document").string(json.substr(0, 200)).end_object();
+        std::cout << w.take() << '\n';
+        return {};
+      }
+      if (s.route(*key) == shard) {
+        ++placed;
+      } else {
+        misplaced[*key].push_back(shard);
+      }
+      return {};
+    });
+    if (!st) return st.error().context("shard " + name(shard));
+  }
+  uint64_t copies = 0, duplicated = 0;
+  for (const auto& [key, wrong] : misplaced) {
+    int right = s.route(key);
+    bool on_right = false;
+    if (right >= 0) {
+      auto store = s.store(right);
+      if (!store) return store.error();
+      auto doc = (*store)->get(key);
+      if (!doc) return doc.error().context("shard " + name(right));
+      on_right = doc->has_value();
+    }
+    bool twice = on_right || wrong.size() > 1;
+    if (twice) ++duplicated;
+    for (int shard : wrong) {
+      ++copies;
+      JsonWriter w;
+      w.begin_object().key("problem").string("misplaced").key("key").string(key);
+      w.key("on").string(name(shard)).key("belongs").string(right >= 0 ? name(right) : "");
+      w.key("on_right_shard_too").boolean(on_right).key("copies").number(static_cast<uint64_t>(wrong.size() + (on_right ? 1 : 0)));
+      w.end_object();
+      std::cout << w.take() << '\n';
+    }
+  }
+  std::cout.flush();
+  if (!std::cout) return fail(Failure::local_io, "writing the report to stdout");
+  // Silent when all is well (the summary with -v), a warning when something is out of place.
+  const bool faults = copies || unkeyed;
+  envkit::log(faults ? envkit::LogLevel::warning : envkit::LogLevel::info,
+              "verify " + s.ns_name + ": " + std::to_string(documents) + " documents on " + std::to_string(scanned) +
+                  " shards: " + std::to_string(placed) + " where the map says, " + std::to_string(copies) +
+                  " misplaced (" + std::to_string(duplicated) + " keys on two shards or more), " +
+                  std::to_string(unkeyed) + " without a key");
+  return faults ? envkit::Exit::failure : envkit::Exit::ok;
+}
+
 }  // namespace
 
 Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map, const Namespace* ns) {
@@ -725,6 +799,7 @@ Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map
   if (config.command == "del") return get_or_del(s, true);
   if (config.command == "find") return find_or_count(s, false);
   if (config.command == "count") return find_or_count(s, true);
+  if (config.command == "verify") return verify(s);
   return Error{envkit::Exit::usage, "unknown subcommand '" + config.command + "'"};
 }
 
