@@ -130,10 +130,11 @@ rs_field() {
 
 @test "a step-down during the stream: the driver handles NotWritablePrimary and PrimarySteppedDown, nothing lost" {
   needs_control
-  local acked=$BATS_TEST_TMPDIR/acked term
+  local acked=$BATS_TEST_TMPDIR/acked term resume=$BATS_TEST_TMPDIR/resume
   term=$(rs_field rsA term)
   : >"$acked"
-  # Steps the primary down once the stream has 300 acknowledged inserts (bounded wait).
+  # The stream pauses after 300 acknowledged inserts until the primary has stepped down, so
+  # its next insert goes to the member that is no longer primary (bounded waits).
   (
     _servers_deadline 120000
     deadline=$_servers_deadline_ms
@@ -142,9 +143,17 @@ rs_field() {
       sleep 0.05
     done
     mongo_rs_control rsA --wait primary '{"envkitRs": "stepDown", "secs": 5}' >"$BATS_TEST_TMPDIR/stepdown" 2>&1
+    status=$?
+    touch "$resume"
+    exit "$status"
   ) 3>&- &
   local stepper=$!
-  stream "$RSA_URL"
+  local -a envs
+  mapfile -t envs < <(stream_env)
+  rs_live StreamOfAcknowledgedInserts ENVKIT_TEST_MONGO_RS_SET_URL="$RSA_URL" "${envs[@]}" \
+    ENVKIT_TEST_MONGO_RS_PAUSE_AT=300 ENVKIT_TEST_MONGO_RS_PAUSE_UNTIL="$resume"
+  assert_all_passed 1
+  assert_output --partial "stream: 2000 of 2000 inserts acknowledged"
   wait "$stepper" || fail "the step-down did not happen: $(cat "$BATS_TEST_TMPDIR/stepdown")"
   check_once "$RSA_URL"
   assert_all_passed 1

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "loopback.hpp"
@@ -659,7 +660,10 @@ TEST(LiveMongoRs, MajorityWriteIsOnAMajorityWhenAcknowledgedAndOnEveryMemberSoon
 
 // Inserts ENVKIT_TEST_MONGO_RS_STREAM_N documents {seq: i} one by one through mongo-c-driver
 // (w: majority, retryable writes, server selection that waits out an election) and appends
-// each acknowledged seq to ENVKIT_TEST_MONGO_RS_ACKED as it is acknowledged.
+// each acknowledged seq to ENVKIT_TEST_MONGO_RS_ACKED as it is acknowledged. With
+// ENVKIT_TEST_MONGO_RS_PAUSE_AT=K and _PAUSE_UNTIL=FILE it waits, after K acknowledged
+// inserts, until FILE exists (at most 60 s), so that what the test does meanwhile (a
+// step-down) happens with the stream still to go on, however fast or busy the machine.
 TEST(LiveMongoRs, StreamOfAcknowledgedInserts) {
   auto set_url = live_url("ENVKIT_TEST_MONGO_RS_SET_URL");
   if (!set_url) GTEST_SKIP() << "set ENVKIT_TEST_MONGO_RS_SET_URL to run";
@@ -686,7 +690,16 @@ TEST(LiveMongoRs, StreamOfAcknowledgedInserts) {
   ASSERT_TRUE(acked) << acked_path;
   int ok = 0;
   std::vector<std::string> failures;
+  const char* pause_at = std::getenv("ENVKIT_TEST_MONGO_RS_PAUSE_AT");
+  const char* pause_until = std::getenv("ENVKIT_TEST_MONGO_RS_PAUSE_UNTIL");
   for (int i = 0; i < n; ++i) {
+    if (pause_at && pause_until && i == std::atoi(pause_at)) {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (::access(pause_until, F_OK) != 0) {
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << pause_until << " never appeared";
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
     BsonPtr doc(bson_new());
     BSON_APPEND_INT32(doc.get(), "seq", i);
     bson_t reply;
