@@ -77,8 +77,11 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
   order.reserve(2 * n);
   for (auto& e : entries) order.push_back(&e);
   // Calls before returns at equal times: operations that touch are taken as concurrent,
-  // which can only allow more orders, never report a false violation.
-  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+  // which can only allow more orders, never report a false violation. The returns of
+  // unknown operations come last of all, after every definite one.
+  auto unknown = [&ops](const Entry* e) { return !e->is_call && !ops[e->op].complete; };
+  std::sort(order.begin(), order.end(), [&unknown](const Entry* a, const Entry* b) {
+    if (unknown(a) != unknown(b)) return unknown(b);
     if (a->time != b->time) return a->time < b->time;
     return a->is_call && !b->is_call;
   });
@@ -127,6 +130,9 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
       }
       entry = entry->next;
     } else {
+      // The return of an unknown operation comes after every definite one: they are all
+      // linearized, and the unknown ones still pending need never have happened.
+      if (!ops[entry->op].complete) return true;
       // A return reached with its call not yet linearized: undo the latest choice.
       if (calls.empty()) return false;
       auto [call, before] = calls.back();

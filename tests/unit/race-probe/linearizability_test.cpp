@@ -128,6 +128,23 @@ TEST(LinearizabilityKnownAnswers, UnknownWriteMayTakeEffectAnyTimeAfterItsInvoca
   EXPECT_EQ(verdict({write("a", 1, 0, 10), read("c", 7, 20, kOpen)}), Linearizable::yes);
 }
 
+TEST(LinearizabilityKnownAnswers, UnknownCasThatCannotApplyNeedNeverHaveHappened) {
+  // The register holds 1; a cas from 5 can never swap, so it did not: no violation.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), cas("b", 5, 6, 20, kOpen), read("c", 1, 30, 40)}),
+            Linearizable::yes);
+  EXPECT_EQ(verdict({cas("b", 5, 6, 0, kOpen)}), Linearizable::yes);
+  EXPECT_EQ(verdict({cas("b", 5, 6, 0, kOpen), cas("c", 7, 8, 5, kOpen), write("a", 1, 10, 20)}),
+            Linearizable::yes);
+  // One that can apply may have swapped, or not.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), cas("b", 1, 2, 20, kOpen), read("c", 2, 30, 40)}),
+            Linearizable::yes);
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), cas("b", 1, 2, 20, kOpen), read("c", 1, 30, 40)}),
+            Linearizable::yes);
+  // And the definite operations still have to make sense around it.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), cas("b", 5, 6, 20, kOpen), read("c", 6, 30, 40)}),
+            Linearizable::no);
+}
+
 // Porcupine's TestRegisterModel (porcupine_test.go), from MIT 6.824's 2017 quiz 2: its
 // register starts at 0, here a write of 0 completed before everything.
 TEST(LinearizabilityKnownAnswers, PorcupineRegisterModelExamples) {
