@@ -25,6 +25,9 @@ bool step(const State& state, const RegisterOp& op, State& next) {
       if (!state || *state != op.from) return false;
       next = op.to;
       return true;
+    case RegisterOp::refused_cas:
+      next = state;
+      return !state || *state != op.from;
   }
   return false;
 }
@@ -168,16 +171,19 @@ LinearizabilityResult check_register(std::vector<RegisterOp> ops,
     if (!r) break;  // out of time: keep the failing prefix found so far
     if (*r) lo = mid + 1; else hi = mid;
   }
-  // The window: the prefix's last operation, those concurrent with it, and the last one
-  // that completed before it began (what the register should have held).
+  // The window: the prefix's last operation, those concurrent with it (an unknown one may
+  // take effect at any time after its invocation), and the last write or swapping cas that
+  // completed before it began (what the register should have held; reads and refused cas
+  // change nothing).
   const RegisterOp& culprit = ops[hi - 1];
   std::optional<size_t> before;
   for (size_t i = 0; i + 1 < hi; ++i) {
     const auto& op = ops[i];
     int64_t end = op.complete.value_or(std::numeric_limits<int64_t>::max());
+    bool changes = op.kind == RegisterOp::write || op.kind == RegisterOp::cas;
     if (end >= culprit.invoke) {
       result.window.push_back(op.index);
-    } else if (op.kind != RegisterOp::read && (!before || end > *ops[*before].complete)) {
+    } else if (changes && (!before || end > *ops[*before].complete)) {
       before = i;
     }
   }

@@ -52,6 +52,15 @@ Operation cas(std::string client, int64_t from, int64_t to, int64_t invoke, int6
   return op;
 }
 
+// A compare-and-set the store answered with `status` (409: the register did not hold `from`).
+Operation refused_cas(std::string client, int64_t from, int64_t to, int64_t invoke,
+                      int64_t complete, int status = 409) {
+  Operation op = cas(std::move(client), from, to, invoke, complete);
+  op.outcome = Outcome::fail;
+  op.status = status;
+  return op;
+}
+
 RegisterVerdict::Key check(const std::vector<Operation>& ops) {
   auto v = check_registers(ops, std::chrono::steady_clock::now() + std::chrono::seconds(10));
   return v.keys.at("x");
@@ -145,6 +154,44 @@ TEST(LinearizabilityKnownAnswers, UnknownCasThatCannotApplyNeedNeverHaveHappened
             Linearizable::no);
 }
 
+TEST(LinearizabilityKnownAnswers, RefusedCasSaysTheRegisterDidNotHoldFrom) {
+  // The register held 1 throughout, yet the store refused a cas from 1.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), refused_cas("b", 1, 2, 20, 30)}), Linearizable::no);
+  // Refused while a concurrent write changed the value, or on the absent key: fine.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), write("c", 3, 15, 40), refused_cas("b", 1, 2, 20, 30)}),
+            Linearizable::yes);
+  EXPECT_EQ(verdict({refused_cas("b", 1, 2, 0, 10)}), Linearizable::yes);
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), refused_cas("b", 5, 6, 20, 30)}), Linearizable::yes);
+  // A refused cas leaves the register as it was.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), refused_cas("b", 5, 6, 20, 30), read("c", 1, 40, 50)}),
+            Linearizable::yes);
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), refused_cas("b", 5, 6, 20, 30), read("c", 6, 40, 50)}),
+            Linearizable::no);
+  // Refused for another reason (a bad request), it says nothing about the register.
+  EXPECT_EQ(verdict({write("a", 1, 0, 10), refused_cas("b", 1, 2, 20, 30, 400)}),
+            Linearizable::yes);
+}
+
+TEST(LinearizabilityKnownAnswers, WindowNamesWhatTheRegisterShouldHaveHeld) {
+  // The refused cas completed after the write, but did not change the register: the write
+  // is what the read should have seen.
+  auto k = check(
+      {write("a", 1, 0, 10), refused_cas("b", 5, 6, 20, 30), read("c", std::nullopt, 40, 50)});
+  EXPECT_EQ(k.verdict, Linearizable::no);
+  EXPECT_EQ(k.window,
+            (std::vector<std::string>{"a#0 write 1 [0, 10] ok", "c#0 read -> nil [40, 50] ok"}));
+  // An unknown write may take effect at any time, so it is in the window.
+  k = check({write("a", 1, 0, 10), write("b", 2, 20, kOpen), read("c", 3, 40, 50)});
+  EXPECT_EQ(k.verdict, Linearizable::no);
+  EXPECT_EQ(k.window,
+            (std::vector<std::string>{"a#0 write 1 [0, 10] ok", "b#0 write 2 [20, ?] unknown",
+                                      "c#0 read -> 3 [40, 50] ok"}));
+  // The refused cas itself can be the culprit.
+  k = check({write("a", 1, 0, 10), refused_cas("b", 1, 2, 20, 30)});
+  EXPECT_EQ(k.window,
+            (std::vector<std::string>{"a#0 write 1 [0, 10] ok", "b#0 cas 1->2 [20, 30] fail"}));
+}
+
 // Porcupine's TestRegisterModel (porcupine_test.go), from MIT 6.824's 2017 quiz 2: its
 // register starts at 0, here a write of 0 completed before everything.
 TEST(LinearizabilityKnownAnswers, PorcupineRegisterModelExamples) {
@@ -154,6 +201,19 @@ TEST(LinearizabilityKnownAnswers, PorcupineRegisterModelExamples) {
   EXPECT_EQ(verdict({write("init", 0, -20, -10), write("0", 200, 0, 100), read("1", 200, 10, 30),
                      read("2", 0, 40, 90)}),
             Linearizable::no);
+}
+
+TEST(LinearizabilityKnownAnswers, KeysAreCheckedApart) {
+  auto y = write("a", 1, 0, 10);
+  y.id = "y";
+  auto v = check_registers(
+      {write("a", 1, 0, 10), y, read("b", 1, 20, 30), refused_cas("c", 9, 2, 40, 50)},
+      std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  EXPECT_EQ(v.keys.at("x").verdict, Linearizable::yes);
+  EXPECT_EQ(v.keys.at("x").operations, 3u);
+  EXPECT_EQ(v.keys.at("y").verdict, Linearizable::yes);
+  EXPECT_EQ(v.operations.fail, 1u);
+  EXPECT_TRUE(v.valid());
 }
 
 }  // namespace
