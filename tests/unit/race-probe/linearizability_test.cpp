@@ -1,10 +1,12 @@
 // race-probe's register checker on histories with known verdicts: hand-made ones, Porcupine's
-// register examples and Jepsen etcd logs.
+// register examples and Jepsen etcd logs, simulated registers, and its time budget.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <ostream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -215,6 +217,129 @@ TEST(LinearizabilityKnownAnswers, KeysAreCheckedApart) {
   EXPECT_EQ(v.keys.at("y").verdict, Linearizable::yes);
   EXPECT_EQ(v.operations.fail, 1u);
   EXPECT_TRUE(v.valid());
+}
+
+// A register history of `clients` clients over `keys` keys, each operation taking effect at
+// one instant between its invocation and its completion: linearizable by construction. Some
+// writes and cas end unknown (taken effect or not); a cas from a value the key no longer
+// holds is refused with 409. With `stale_reads`, some reads answer what the key held two
+// changes ago, as a cache that missed an invalidation would.
+std::vector<Operation> simulated_history(size_t count, int keys, int clients, bool stale_reads) {
+  // The engine's raw output is fixed by the standard: the same history on every platform.
+  std::mt19937_64 rng(20240611);
+  auto chance = [&rng](unsigned in) { return rng() % in == 0; };
+  struct Running {
+    Operation op;
+    bool applied = false, lost = false;
+  };
+  std::vector<std::optional<Running>> running(static_cast<size_t>(clients));
+  std::vector<uint64_t> seqs(static_cast<size_t>(clients), 0);
+  std::map<std::string, std::vector<int64_t>> values;  // per key, every value it held, in order
+  std::vector<Operation> ops;
+  size_t started = 0;
+  int64_t next_value = 0;
+  for (int64_t t = 1; ops.size() < count; ++t) {
+    auto c = static_cast<size_t>(rng() % static_cast<uint64_t>(clients));
+    auto& slot = running[c];
+    if (!slot) {
+      if (started == count) continue;
+      ++started;
+      Running r;
+      r.op.client = "c" + std::to_string(c);
+      r.op.seq = seqs[c]++;
+      r.op.id = "k" + std::to_string(rng() % static_cast<uint64_t>(keys));
+      r.op.invoke = r.op.intended = t;
+      const auto& held = values[r.op.id];
+      unsigned dice = static_cast<unsigned>(rng() % 8);
+      if (dice < 4) {
+        r.op.f = "read";
+      } else if (dice < 6 || held.empty()) {
+        r.op.f = "write";
+        r.op.value = ++next_value;
+      } else {
+        r.op.f = "cas";
+        r.op.from = chance(4) ? next_value - static_cast<int64_t>(rng() % 5) : held.back();
+        r.op.to = ++next_value;
+      }
+      // One in 50 writes or cas never arrives, and the client never hears of it.
+      r.lost = r.op.f != "read" && chance(50);
+      slot = std::move(r);
+    } else if (!slot->applied) {
+      auto& op = slot->op;
+      auto& held = values[op.id];
+      slot->applied = true;
+      if (slot->lost) continue;
+      if (op.f == "read") {
+        if (!held.empty()) op.value = held.back();
+        if (stale_reads && held.size() > 2 && chance(10)) op.value = held[held.size() - 3];
+        op.outcome = Outcome::ok;
+      } else if (op.f == "write") {
+        held.push_back(*op.value);
+        op.outcome = Outcome::ok;
+      } else if (!held.empty() && held.back() == op.from) {
+        held.push_back(op.to);
+        op.outcome = Outcome::ok;
+      } else {
+        op.outcome = Outcome::fail;
+        op.status = 409;
+      }
+    } else {
+      Operation op = std::move(slot->op);
+      bool lost = slot->lost;
+      slot.reset();
+      op.complete = t;
+      // One in 50 answers is lost on the way back (a timeout): taken effect, outcome unknown.
+      if (lost || (op.f != "read" && chance(50))) {
+        op.outcome = Outcome::unknown;
+        op.status = 0;
+      }
+      ops.push_back(std::move(op));
+    }
+  }
+  return ops;
+}
+
+TEST(LinearizabilitySimulated, CorrectRegisterIsLinearizableAndStaleReadsAreNot) {
+  auto ops = simulated_history(10000, 10, 6, false);
+  auto start = std::chrono::steady_clock::now();
+  auto v = check_registers(ops, start + std::chrono::seconds(20));
+  auto took = std::chrono::steady_clock::now() - start;
+  RecordProperty(
+      "check_registers_ms",
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  ASSERT_EQ(v.keys.size(), 10u);
+  EXPECT_GT(v.operations.fail, 0u);
+  EXPECT_GT(v.operations.unknown, 0u);
+  for (const auto& [key, k] : v.keys) EXPECT_EQ(k.verdict, Linearizable::yes) << key;
+  // The same simulation with a stale cache in front of the register.
+  auto stale = check_registers(simulated_history(10000, 10, 6, true),
+                               std::chrono::steady_clock::now() + std::chrono::seconds(20));
+  EXPECT_FALSE(stale.valid());
+  EXPECT_FALSE(stale.unknown());
+  for (const auto& [key, k] : stale.keys) {
+    EXPECT_NE(k.verdict, Linearizable::unknown) << key;
+    if (k.verdict == Linearizable::no) {
+      EXPECT_FALSE(k.window.empty()) << key;
+    }
+  }
+}
+
+TEST(LinearizabilityBudget, OutOfTimeIsUnknownNeverYes) {
+  // Concurrent writes of distinct values, then a read of a value none wrote: not
+  // linearizable, but the search has to try every order of the writes to find that out.
+  auto hard = [](int writes) {
+    std::vector<Operation> ops;
+    for (int i = 0; i < writes; ++i) ops.push_back(write("w" + std::to_string(i), i, 0, 1000));
+    ops.push_back(read("r", 999999, 2000, 2010));
+    return ops;
+  };
+  EXPECT_EQ(verdict(hard(8)), Linearizable::no);  // the known answer, given the time
+  auto v =
+      check_registers(hard(28), std::chrono::steady_clock::now() + std::chrono::milliseconds(1));
+  EXPECT_EQ(v.keys.at("x").verdict, Linearizable::unknown);
+  EXPECT_TRUE(v.keys.at("x").window.empty());
+  EXPECT_FALSE(v.valid());
+  EXPECT_TRUE(v.unknown());
 }
 
 // Jepsen etcd cas-register histories from Porcupine's test suite, converted by
