@@ -184,15 +184,19 @@ RegisterVerdict check_registers(const std::vector<Operation>& operations,
     else continue;
     count(v.operations, op.outcome);
     ++v.keys[op.id].operations;
-    // A failed operation did not happen; an unknown read tells nothing. An unknown write
-    // or cas may take effect at any time after its invocation, or never.
-    if (op.outcome == Outcome::fail) continue;
+    // A cas refused with 409 saw the register not hold `from`: an observation to check.
+    // Any other failed operation did not happen; an unknown read tells nothing. An unknown
+    // write or cas may take effect at any time after its invocation, or never.
+    if (op.outcome == Outcome::fail) {
+      if (r.kind != RegisterOp::cas || op.status != 409) continue;
+      r.kind = RegisterOp::refused_cas;
+    }
     if (op.outcome == Outcome::unknown && r.kind == RegisterOp::read) continue;
     r.value = op.value;
     r.from = op.from;
     r.to = op.to;
     r.invoke = op.invoke;
-    if (op.outcome == Outcome::ok) r.complete = op.complete;
+    if (op.outcome != Outcome::unknown) r.complete = op.complete;
     r.index = i;
     by_key[op.id].push_back(r);
   }

@@ -25,6 +25,9 @@ bool step(const State& state, const RegisterOp& op, State& next) {
       if (!state || *state != op.from) return false;
       next = op.to;
       return true;
+    case RegisterOp::refused_cas:
+      next = state;
+      return !state || *state != op.from;
   }
   return false;
 }
@@ -77,8 +80,11 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
   order.reserve(2 * n);
   for (auto& e : entries) order.push_back(&e);
   // Calls before returns at equal times: operations that touch are taken as concurrent,
-  // which can only allow more orders, never report a false violation.
-  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+  // which can only allow more orders, never report a false violation. The returns of
+  // unknown operations come last of all, after every definite one.
+  auto unknown = [&ops](const Entry* e) { return !e->is_call && !ops[e->op].complete; };
+  std::sort(order.begin(), order.end(), [&unknown](const Entry* a, const Entry* b) {
+    if (unknown(a) != unknown(b)) return unknown(b);
     if (a->time != b->time) return a->time < b->time;
     return a->is_call && !b->is_call;
   });
@@ -127,6 +133,9 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
       }
       entry = entry->next;
     } else {
+      // The return of an unknown operation comes after every definite one: they are all
+      // linearized, and the unknown ones still pending need never have happened.
+      if (!ops[entry->op].complete) return true;
       // A return reached with its call not yet linearized: undo the latest choice.
       if (calls.empty()) return false;
       auto [call, before] = calls.back();
@@ -162,16 +171,19 @@ LinearizabilityResult check_register(std::vector<RegisterOp> ops,
     if (!r) break;  // out of time: keep the failing prefix found so far
     if (*r) lo = mid + 1; else hi = mid;
   }
-  // The window: the prefix's last operation, those concurrent with it, and the last one
-  // that completed before it began (what the register should have held).
+  // The window: the prefix's last operation, those concurrent with it (an unknown one may
+  // take effect at any time after its invocation), and the last write or swapping cas that
+  // completed before it began (what the register should have held; reads and refused cas
+  // change nothing).
   const RegisterOp& culprit = ops[hi - 1];
   std::optional<size_t> before;
   for (size_t i = 0; i + 1 < hi; ++i) {
     const auto& op = ops[i];
     int64_t end = op.complete.value_or(std::numeric_limits<int64_t>::max());
+    bool changes = op.kind == RegisterOp::write || op.kind == RegisterOp::cas;
     if (end >= culprit.invoke) {
       result.window.push_back(op.index);
-    } else if (op.kind != RegisterOp::read && (!before || end > *ops[*before].complete)) {
+    } else if (changes && (!before || end > *ops[*before].complete)) {
       before = i;
     }
   }

@@ -11,9 +11,11 @@
 namespace race_probe {
 
 /// One operation on one register. `value` is a read's result (nullopt: the key was absent)
-/// or a write's value; a cas sets `to` when the register holds `from`.
+/// or a write's value; a cas sets `to` when the register holds `from`. A refused_cas is a
+/// cas the store refused: an observation that the register did not hold `from` (it was
+/// absent or held another value), which changes nothing.
 struct RegisterOp {
-  enum Kind { read, write, cas } kind = read;
+  enum Kind { read, write, cas, refused_cas } kind = read;
   std::optional<int64_t> value;
   int64_t from = 0, to = 0;
   int64_t invoke = 0;
@@ -32,9 +34,10 @@ struct LinearizabilityResult {
   std::vector<size_t> window;
 };
 
-/// Checks one register's history (ok operations, and unknown writes and cas with no
-/// completion; failed ones and unknown reads must be left out by the caller), starting from
-/// an absent key. Gives up with `unknown` at `deadline`: never a false yes.
+/// Checks one register's history (ok operations, refused cas, and unknown writes and cas
+/// with no completion; other failed operations and unknown reads must be left out by the
+/// caller), starting from an absent key. Gives up with `unknown` at `deadline`: never a
+/// false yes.
 LinearizabilityResult check_register(std::vector<RegisterOp> ops,
                                      std::chrono::steady_clock::time_point deadline);
 
