@@ -114,6 +114,7 @@ YAML
     assert_file_exists "$BATS_TEST_TMPDIR/envs/$e/etc/cron.d/envkit"
   done
   run -0 grep -c targets.yaml "$BATS_TEST_TMPDIR/envs/bookstore/etc/cron.d/envkit"
+  run -0 grep -c -- '/race-probe -q --target http://.*:8080/tasks .*--history ' "$BATS_TEST_TMPDIR/envs/task-race/etc/cron.d/envkit"
   run -0 proxy-check --check-config --config "$BATS_TEST_TMPDIR/envs/bookstore/etc/envkit/targets.yaml"
   # queue-relay's lines carry each server's password file in the environment (env VAR=FILE):
   # cron's /bin/sh runs them as queue-relay accepts (cron turns \% into %), and without the
