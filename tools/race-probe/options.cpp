@@ -141,9 +141,9 @@ envkit::Result<envkit::ParseOutcome> parse_probe(int argc, const char* const* ar
        "recovered), stock (concurrent purchases: no negative stock, none oversold, sold +\n"
        "remaining = initial) or register (reads, writes and compare-and-set on K keys, over\n"
        "HTTP /kv/KEY or in Redis, checked for linearizability key by key). Each operation is\n"
-       "ok, fail or unknown (timed out or dropped after sending: never counted as lost). --rate makes the load open-loop, with latency from each\n"
-       "request's intended send time. `race-probe serve --help` and `race-probe reconcile\n"
-       "--help` describe the other modes.",
+       "ok, fail or unknown (timed out or dropped after sending: never counted as lost).\n"
+       "--rate makes the load open-loop, with latency from each request's intended send time.\n"
+       "`race-probe serve --help` and `race-probe reconcile --help` describe the other modes.",
        "Examples:\n"
        "  race-probe --target http://127.0.0.1:8080/tasks --workers 2 --requests 100\n"
        "  race-probe --target http://127.0.0.1:8080/stock --workload stock --stock 50 --workers 8 --requests 20\n"
