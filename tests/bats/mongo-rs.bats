@@ -166,6 +166,34 @@ rs_field() {
   mongo_rs_control rsA --wait caught-up >/dev/null
 }
 
+@test "shard-route put across the primary stopping: with serverSelectionTryOnce=false every document is on the new primary once" {
+  needs_control
+  local hosts=${RSA_URL#mongodb://} old
+  hosts=${hosts%%/*}
+  cat >"$BATS_TEST_TMPDIR/map.yaml" <<YAML
+shards:
+  a: mongodb://$hosts/shop$BATS_TEST_NUMBER?replicaSet=rsA&serverSelectionTryOnce=false
+namespaces:
+  products: {key: name, strategy: jump, shards: [a]}
+YAML
+  seq 1 3000 | awk '{printf "{\"name\": \"p%d\", \"i\": %d}\n", $1, $1}' >"$BATS_TEST_TMPDIR/products.jsonl"
+  # Stopped at its 100th write of the put's 300 (batches of 10), after a majority had it.
+  old=$(stop_mongo_rs_primary rsA --after-writes 100)
+  run -0 --separate-stderr shard-route put --map "$BATS_TEST_TMPDIR/map.yaml" -n products --batch 10 \
+    --timeout 60s <"$BATS_TEST_TMPDIR/products.jsonl"
+  run rs_field rsA primary
+  [[ $output != "$old" ]] || fail "the stopped member $old is still the primary"
+  run grep -c " rs stopped $old: stopPrimary after write [0-9]* reached w:2, before replying" "$RSA_LOG"
+  assert_output 1
+  run -0 shard-route count --map "$BATS_TEST_TMPDIR/map.yaml" -n products
+  assert_output 3000
+  run -0 --separate-stderr shard-route verify --map "$BATS_TEST_TMPDIR/map.yaml" -n products -v
+  [[ $stderr == *"3000 documents on 1 shards: 3000 where the map says, 0 misplaced"* ]] || fail "$stderr"
+  run -0 shard-route get --map "$BATS_TEST_TMPDIR/map.yaml" -n products p1 p1500 p3000
+  [ "${#lines[@]}" -eq 3 ]
+  restart_mongo_rs_member rsA "$old" >/dev/null
+}
+
 @test "hello answers change as a real set's do across an election" {
   needs_control
   run "$(_servers_mongo_python)" - "$RSA_HOSTS" <<'PY'

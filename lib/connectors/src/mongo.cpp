@@ -289,11 +289,17 @@ Result<std::unique_ptr<mongoc_uri_t, detail::MongoUriDestroyer>> make_mongo_uri(
   if (url.password && !mongoc_uri_set_password(u, url.password->c_str())) {
     return fail(Failure::config, "cannot connect to " + endpoint + ": the password is not valid UTF-8");
   }
-  // No call may wait longer than the command's timeouts, whatever the URL says.
+  // No call may wait longer than the command's timeouts, whatever the URL says. Server
+  // selection tries once within the connect timeout, unless the URL asks to wait out an
+  // election (serverSelectionTryOnce=false): then it keeps trying up to the I/O timeout, so
+  // a write during a failover reaches the new primary (and a retryable write is retried).
   int32_t connect_ms = clamp_ms(options.connect_timeout);
+  bool wait_for_primary = mongoc_uri_has_option(u, MONGOC_URI_SERVERSELECTIONTRYONCE) &&
+                          !mongoc_uri_get_option_as_bool(u, MONGOC_URI_SERVERSELECTIONTRYONCE, true);
   mongoc_uri_set_option_as_int32(u, MONGOC_URI_CONNECTTIMEOUTMS, connect_ms);
-  mongoc_uri_set_option_as_int32(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, connect_ms);
-  mongoc_uri_set_option_as_bool(u, MONGOC_URI_SERVERSELECTIONTRYONCE, true);
+  mongoc_uri_set_option_as_int32(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                 wait_for_primary ? std::max(connect_ms, clamp_ms(options.io_timeout)) : connect_ms);
+  mongoc_uri_set_option_as_bool(u, MONGOC_URI_SERVERSELECTIONTRYONCE, !wait_for_primary);
   mongoc_uri_set_option_as_int32(u, MONGOC_URI_SOCKETTIMEOUTMS, clamp_ms(options.io_timeout));
   if (tls->enabled) {
     mongoc_uri_set_option_as_bool(u, MONGOC_URI_TLS, true);

@@ -178,6 +178,8 @@ class MongoSnapshot {
 /// through, and envkit's tls=, tls-ca=, tls-cert= with tls-key= (the driver wants one PEM file
 /// holding both: name the same file twice), tls-insecure= mapped to the driver's. Timeouts: connect_timeout becomes connectTimeoutMS
 /// and serverSelectionTimeoutMS (one try), io_timeout socketTimeoutMS: no call waits longer.
+/// A URL with serverSelectionTryOnce=false waits out an election instead: server selection
+/// keeps trying up to io_timeout.
 class MongoClient {
  public:
   /// Creates the client and checks the deployment answers a ping. Errors: Exit::config for a
