@@ -250,3 +250,49 @@ YAML
   run -64 --separate-stderr shard-route verify --map "$map" -n items v1
   [[ $stderr == *"verify scans every shard: no arguments"* ]]
 }
+
+@test "plan: adding a fifth shard moves about 1/5 of the keys with jump, ketama and rendezvous, 4/5 with modulo" {
+  local n
+  for n in 4 5; do
+    {
+      echo "shards:"
+      for i in $(seq 1 $n); do echo "  s$i: redis://127.0.0.1:1/$i"; done
+      echo "namespaces:"
+      echo "  items: {key: id, strategy: jump, shards: [$(seq -s, -f 's%g' 1 $n)]}"
+    } >"$BATS_TEST_TMPDIR/m$n.yaml"
+  done
+  seq 1 100000 | sed 's/^/k/' >"$BATS_TEST_TMPDIR/keys"
+  # Counted on a key file: nothing is connected to (the shards' URLs lead nowhere).
+  run -0 --separate-stderr shard-route plan "$BATS_TEST_TMPDIR/m4.yaml" "$BATS_TEST_TMPDIR/m5.yaml" --keys "$BATS_TEST_TMPDIR/keys"
+  echo "$output" | jq -e '.keys == 100000 and .source == "file:'"$BATS_TEST_TMPDIR"'/keys"'
+  # Theory: a consistent hash moves 1/(n+1) of the keys, all onto the new shard; modulo
+  # moves all but 1/(n+1) (a key stays when k mod 4 == k mod 5: 1 in 5).
+  echo "$output" | jq -e '.fraction > 0.19 and .fraction < 0.21 and ([.moves[] | .to == "s5"] | all) and (.moves | length) == 4'
+  echo "$output" | jq -e '[.strategies[] | select(.strategy != "hash") | .fraction > 0.19 and .fraction < 0.21] | all'
+  echo "$output" | jq -e '[.strategies[] | select(.strategy == "hash") | .fraction > 0.79 and .fraction < 0.81] | all'
+  echo "$output" | jq -e '([.strategies[] | .strategy] | sort) == ["hash", "jump", "ketama", "rendezvous"]'
+  echo "$output" | jq -e '(.strategies[] | select(.strategy == "jump") | .moved) == .moved'
+  # The same keys from stdin give the same figures.
+  run -0 --separate-stderr shard-route plan "$BATS_TEST_TMPDIR/m4.yaml" "$BATS_TEST_TMPDIR/m5.yaml" --keys - <"$BATS_TEST_TMPDIR/keys"
+  echo "$output" | jq -e '.source == "stdin" and .fraction > 0.19 and .fraction < 0.21'
+  # A map to itself moves nothing.
+  run -0 --separate-stderr shard-route plan "$BATS_TEST_TMPDIR/m5.yaml" "$BATS_TEST_TMPDIR/m5.yaml" --keys "$BATS_TEST_TMPDIR/keys"
+  echo "$output" | jq -e '.moved == 0 and ([.strategies[] | .moved == 0] | all)'
+  run -64 --separate-stderr shard-route plan "$BATS_TEST_TMPDIR/m4.yaml"
+  [[ $stderr == *"plan: give the OLD and the NEW map"* ]]
+}
+
+@test "plan on the live data (MariaDB shards) counts what a key file of the same keys counts" {
+  map=$(kv_map)
+  [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"
+  export MYSQL_PWD=$M1_PASSWORD
+  mariadb_for m1 -e "DROP TABLE IF EXISTS envkit.items" 2>/dev/null || true
+  mariadb_for m2 -e "DROP TABLE IF EXISTS envkit.items" 2>/dev/null || true
+  seq 1 500 | awk '{printf "{\"id\": \"w%d\"}\n", $1}' | shard-route put --map "$map" -n items
+  sed 's/strategy: jump/strategy: hash/' "$map" >"$BATS_TEST_TMPDIR/hashed.yaml"
+  run -0 --separate-stderr shard-route plan "$map" "$BATS_TEST_TMPDIR/hashed.yaml" -n items
+  live=$output
+  echo "$live" | jq -e '.source == "live" and .keys == 500 and .moved > 0 and .moved < 500'
+  run -0 --separate-stderr shard-route plan "$map" "$BATS_TEST_TMPDIR/hashed.yaml" -n items --keys <(seq 1 500 | sed 's/^/w/')
+  [ "$(jq -c '{keys, moved, moves}' <<<"$output")" = "$(jq -c '{keys, moved, moves}' <<<"$live")" ]
+}

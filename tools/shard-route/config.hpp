@@ -23,6 +23,7 @@ struct Config {
   int64_t limit = 0;              ///< find: 0 no limit
   std::string sort;               ///< find: FIELD or -FIELD
   bool partial = false;           ///< find/count: a down shard is reported, not fatal
+  std::string keys_file;          ///< plan: count on these keys ("-" stdin) instead of the live data
   std::string write_concern = "majority";  ///< MongoDB w:
   envkit::ConnectionOptions connection;
   std::optional<std::string> password_file;

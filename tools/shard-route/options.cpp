@@ -21,7 +21,8 @@ const char* kUsage =
     "  or:  shard-route del --map FILE [-n NAMESPACE] KEY...\n"
     "  or:  shard-route find --map FILE [-n NAMESPACE] [FILTER] [--limit N] [--sort F] [--partial]\n"
     "  or:  shard-route count --map FILE [-n NAMESPACE] [FILTER] [--partial]\n"
-    "  or:  shard-route verify --map FILE [-n NAMESPACE] [--key-field F]";
+    "  or:  shard-route verify --map FILE [-n NAMESPACE] [--key-field F]\n"
+    "  or:  shard-route plan OLD.yaml NEW.yaml [-n NAMESPACE] [--keys FILE|-]";
 
 const char* kSummary =
     "Routes keys to shards by a shard map (a YAML file: shards with URLs, and per namespace a\n"
@@ -30,7 +31,9 @@ const char* kSummary =
     "KEY<TAB>NAMESPACE<TAB>SHARD for each KEY (or each line of stdin), -v adds why. Keys are\n"
     "folded as shard-route(1) documents (NFC, case folding, first letters' table). verify\n"
     "scans every shard of the namespace and prints a JSON line for every document that is\n"
-    "not where the map says (and whether its key is on two shards), the summary on stderr.";
+    "not where the map says (and whether its key is on two shards), the summary on stderr.\n"
+    "plan counts the keys a new map moves (on a key file, or the old map's live data) and\n"
+    "what hash, jump, ketama and rendezvous over the same shards would move, as JSON.";
 
 const char* kAfter =
     "Examples:\n"
@@ -39,7 +42,8 @@ const char* kAfter =
     "  shard-route put --map shop.yaml -n products --key-field name < products.jsonl\n"
     "  shard-route find --map shop.yaml -n products '{\"price\": {\"$lt\": 5}}' --sort=-price --limit 10\n"
     "  shard-route verify --map shop.yaml -n products > misplaced.jsonl\n"
-    "  shard-route --check-config explain --map shop.yaml\n"
+    "  cut -f1 names.tsv | shard-route plan shop.yaml shop-3.yaml -n products --keys -\n"
+    "  shard-route put --check-config --map shop.yaml -n products\n"
     "\n"
     "Exit status: 0 success; 1 some keys not found (get, del), some documents refused (put)\n"
     "or misplaced (verify);\n"
@@ -47,11 +51,16 @@ const char* kAfter =
     "75 a shard timed out; 78 bad map (FILE:LINE: reason) or refused credentials. See\n"
     "shard-route(1).";
 
-constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count", "verify"};
+constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count", "verify", "plan"};
 
 envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
   auto usage = [](std::string m) { return Error{Exit::usage, std::move(m)}; };
-  if (c.map_path.empty()) return usage("no shard map: give --map FILE (or ENVKIT_MAP)");
+  if (c.command == "plan") {
+    if (c.args.size() != 2) return usage("plan: give the OLD and the NEW map");
+    if (parser.given("map")) return usage("plan takes its two maps as arguments, not --map");
+  } else if (c.map_path.empty()) {
+    return usage("no shard map: give --map FILE (or ENVKIT_MAP)");
+  }
   struct Allowed {
     const char* command;
     std::vector<std::string> options;
@@ -64,8 +73,9 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
       {"find", {"limit", "sort", "partial"}},
       {"count", {"partial"}},
       {"verify", {"key-field"}},
+      {"plan", {"key-field", "keys"}},
   };
-  const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial"};
+  const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial", "keys"};
   auto mine = std::find_if(allowed.begin(), allowed.end(), [&](const Allowed& a) { return c.command == a.command; });
   for (const auto& o : all) {
     if (parser.given(o) && std::find(mine->options.begin(), mine->options.end(), o) == mine->options.end()) {
@@ -99,7 +109,9 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("namespace,n", value(&c.ns)->value_name("NAME"),
        "the namespace (collection, table, key prefix); default: the map's only one")
       ("key-field", value(&c.key_field)->value_name("FIELD"),
-       "put, verify: the document field holding the key (default: the namespace's key:)")
+       "put, verify, plan: the document field holding the key (default: the namespace's key:)")
+      ("keys", value(&c.keys_file)->value_name("FILE"),
+       "plan: count on these keys, one a line (- for stdin), not on the old map's live data")
       ("batch", value(&c.batch)->value_name("N"), "put: documents per shard write (default 1000)")
       ("write-concern", value(&c.write_concern)->value_name("W"),
        "put, del on MongoDB: majority (default) or a number of members")
@@ -121,13 +133,13 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
     first = 2;
     if (std::find_if(std::begin(kCommands), std::end(kCommands), [&](const char* k) { return c.command == k; }) ==
         std::end(kCommands)) {
-      return Error{Exit::usage, "unknown subcommand '" + c.command + "' (explain, put, get, del, find, count, verify)"};
+      return Error{Exit::usage, "unknown subcommand '" + c.command + "' (explain, put, get, del, find, count, verify, plan)"};
     }
   }
   for (int i = first; i < argc; ++i) rest.push_back(argv[i]);
   auto outcome = parser.parse(static_cast<int>(rest.size()), rest.data(), out);
   if (!outcome || *outcome == envkit::ParseOutcome::exit_now) return outcome;
-  if (c.command.empty()) return Error{Exit::usage, "no subcommand: explain, put, get, del, find, count or verify"};
+  if (c.command.empty()) return Error{Exit::usage, "no subcommand: explain, put, get, del, find, count, verify or plan"};
   if (auto st = check_config(c, parser); !st) return st.error();
   return outcome;
 }

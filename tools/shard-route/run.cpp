@@ -29,6 +29,14 @@ envkit::Result<const Namespace*> pick_namespace(const ShardMap& map, const std::
 }
 
 envkit::Status check(const Config& config) {
+  if (config.command == "plan") {
+    for (const auto& path : config.args) {
+      auto map = ShardMap::load(path);
+      if (!map) return map.error();
+      if (auto ns = pick_namespace(*map, config.ns); !ns) return ns.error();
+    }
+    return {};
+  }
   auto map = ShardMap::load(config.map_path);
   if (!map) return map.error();
   auto ns = pick_namespace(*map, config.ns);
@@ -43,6 +51,7 @@ envkit::Status check(const Config& config) {
 }
 
 envkit::Result<envkit::Exit> run(const Config& config) {
+  if (config.command == "plan") return run_plan(config);
   auto map = ShardMap::load(config.map_path);
   if (!map) return map.error();
   auto ns = pick_namespace(*map, config.ns);

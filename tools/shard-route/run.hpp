@@ -12,6 +12,10 @@
 
 namespace shard_route {
 
+/// plan OLD NEW: keys moved by the new map (and by each hash strategy over the same
+/// shards), counted on --keys or on the old map's live data; one JSON object on stdout.
+envkit::Result<envkit::Exit> run_plan(const Config& config);
+
 /// Runs the configured subcommand; the exit status (see --help and shard-route(1)).
 envkit::Result<envkit::Exit> run(const Config& config);
 

@@ -709,4 +709,29 @@ Placement ShardMap::explain(const Namespace* ns, std::string_view key) const {
   return p;
 }
 
+std::vector<int> ShardMap::shards_of(const Namespace* ns) const {
+  std::vector<int> out;
+  if (!ns) {
+    if (default_shard_ >= 0) out.push_back(default_shard_);
+    return out;
+  }
+  std::vector<bool> seen(shards_.size());
+  auto add = [&](int s) {
+    if (s >= 0 && static_cast<size_t>(s) < seen.size() && !seen[static_cast<size_t>(s)]) {
+      seen[static_cast<size_t>(s)] = true;
+      out.push_back(s);
+    }
+  };
+  for (int s : ns->shards) add(s);
+  for (const auto& r : ns->ranges) add(r.shard);
+  for (const auto& r : ns->letter_ranges) add(r.shard);
+  for (const auto& [c, o] : ns->letters) add(o.shard);
+  for (uint16_t s : ns->slot_shard) add(s);
+  add(ns->digits_shard);
+  add(ns->empty_shard);
+  add(ns->other_shard);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace shard_route

@@ -112,6 +112,8 @@ class ShardMap {
   int route(const Namespace* ns, std::string_view key) const;
   /// As route(), with the reason spelled out.
   Placement explain(const Namespace* ns, std::string_view key) const;
+  /// The shards `ns` can route a key to (nullptr: the default shard), by index, ascending.
+  std::vector<int> shards_of(const Namespace* ns) const;
 
  private:
   std::vector<Shard> shards_;

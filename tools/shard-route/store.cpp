@@ -536,29 +536,7 @@ struct Session {
   }
 
   // The shards a namespace's keys can be on.
-  std::vector<int> all_shards() const {
-    std::vector<int> out;
-    if (!ns) {
-      out.push_back(map.default_shard());
-      return out;
-    }
-    std::vector<bool> seen(map.shards().size());
-    auto add = [&](int s) {
-      if (s >= 0 && !seen[static_cast<size_t>(s)]) {
-        seen[static_cast<size_t>(s)] = true;
-        out.push_back(s);
-      }
-    };
-    for (int s : ns->shards) add(s);
-    for (const auto& r : ns->ranges) add(r.shard);
-    for (const auto& r : ns->letter_ranges) add(r.shard);
-    for (const auto& [c, o] : ns->letters) add(o.shard);
-    add(ns->digits_shard);
-    add(ns->empty_shard);
-    add(ns->other_shard);
-    std::sort(out.begin(), out.end());
-    return out;
-  }
+  std::vector<int> all_shards() const { return map.shards_of(ns); }
 };
 
 Result<envkit::Exit> put(Session& s) {
@@ -788,6 +766,28 @@ Result<envkit::Exit> verify(Session& s) {
 }
 
 }  // namespace
+
+Status scan_keys(const Config& config, const ShardMap& map, const Namespace* ns,
+                 const std::function<Status(std::string_view key)>& visit) {
+  Session s{config, map, ns, ns ? ns->name : config.ns, "", {}};
+  if (s.ns_name.empty()) return Error{envkit::Exit::usage, "give the namespace: -n NAME"};
+  s.key_field = !config.key_field.empty() ? config.key_field : ns ? ns->key_field : "_id";
+  for (int shard : s.all_shards()) {
+    auto store = s.store(shard);
+    if (!store) return store.error();
+    auto st = (*store)->scan("", "", 0, [&](std::string_view json) -> Status {
+      auto doc = envkit::parse_json(json);
+      auto key = doc && doc->IsObject() ? key_of(*doc, s.key_field) : Result<std::string>(fail(Failure::bad_data, "not a JSON object"));
+      if (!key) {
+        envkit::log_warning("shard " + map.shards()[static_cast<size_t>(shard)].name + ": skipped: " + key.error().message);
+        return {};
+      }
+      return visit(*key);
+    });
+    if (!st) return st.error().context("shard " + map.shards()[static_cast<size_t>(shard)].name);
+  }
+  return {};
+}
 
 Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map, const Namespace* ns) {
   Session s{config, map, ns, ns ? ns->name : config.ns, "", {}};

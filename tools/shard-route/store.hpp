@@ -72,7 +72,13 @@ int compare_values(const envkit::JsonValue* a, const envkit::JsonValue* b);
 /// The value at a dotted path, or nullptr.
 const envkit::JsonValue* value_at(const envkit::JsonValue& doc, std::string_view path);
 
-/// put, get, del, find, count as configured; the exit status.
+/// Calls `visit` with the key of every document of the namespace on every shard it routes
+/// to (streaming), for plan's count on the live data. A document without the key is skipped
+/// with a warning.
+envkit::Status scan_keys(const Config& config, const ShardMap& map, const Namespace* ns,
+                         const std::function<envkit::Status(std::string_view key)>& visit);
+
+/// put, get, del, find, count, verify as configured; the exit status.
 envkit::Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map,
                                                const Namespace* ns);
 
