@@ -296,3 +296,10 @@ YAML
   run -0 --separate-stderr shard-route plan "$map" "$BATS_TEST_TMPDIR/hashed.yaml" -n items --keys <(seq 1 500 | sed 's/^/w/')
   [ "$(jq -c '{keys, moved, moves}' <<<"$output")" = "$(jq -c '{keys, moved, moves}' <<<"$live")" ]
 }
+
+@test "an unknown or a missing subcommand is a usage error under shard-route's own name" {
+  run -64 --separate-stderr shard-route frob --map x.yaml
+  assert_equal "$stderr" "$(printf "shard-route: error: unknown subcommand 'frob' (explain, put, get, del, find, count, verify or plan)\nTry 'shard-route --help' for more information.")"
+  run -64 --separate-stderr shard-route --map x.yaml
+  [[ $stderr == "shard-route: error: no subcommand: explain, put, get, del, find, count, verify or plan"* ]]
+}

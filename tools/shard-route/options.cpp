@@ -124,22 +124,8 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
   parser.positional("args", -1);
   parser.add_connection_options(c.connection, c.password_file);
 
-  // The subcommand comes first; without one only --help and --version make sense.
-  std::vector<const char*> rest;
-  rest.push_back(argc > 0 ? argv[0] : "shard-route");
-  int first = 1;
-  if (argc > 1 && argv[1][0] != '-') {
-    c.command = argv[1];
-    first = 2;
-    if (std::find_if(std::begin(kCommands), std::end(kCommands), [&](const char* k) { return c.command == k; }) ==
-        std::end(kCommands)) {
-      return Error{Exit::usage, "unknown subcommand '" + c.command + "' (explain, put, get, del, find, count, verify, plan)"};
-    }
-  }
-  for (int i = first; i < argc; ++i) rest.push_back(argv[i]);
-  auto outcome = parser.parse(static_cast<int>(rest.size()), rest.data(), out);
+  auto outcome = parser.parse_subcommand(argc, argv, {std::begin(kCommands), std::end(kCommands)}, c.command, out);
   if (!outcome || *outcome == envkit::ParseOutcome::exit_now) return outcome;
-  if (c.command.empty()) return Error{Exit::usage, "no subcommand: explain, put, get, del, find, count, verify or plan"};
   if (auto st = check_config(c, parser); !st) return st.error();
   return outcome;
 }

@@ -1,6 +1,7 @@
 // Option parsing shared by every command: flags, then ENVKIT_* variables, then the YAML file.
 #include <envkit/options.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -209,6 +210,33 @@ std::string OptionParser::help_text() const {
   if (!info_.after_options.empty()) out << "\n" << info_.after_options;
   if (info_.after_options.empty() || info_.after_options.back() != '\n') out << "\n";
   return out.str();
+}
+
+Result<ParseOutcome> OptionParser::parse_subcommand(int argc, const char* const* argv,
+                                                   const std::vector<std::string>& commands,
+                                                   std::string& command, std::ostream& out) {
+  LogSettings log;
+  log.tool = info_.name;
+  configure_logging(log);  // an unknown subcommand is reported under the command's name
+  std::string names;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    names += (i == 0 ? "" : i + 1 == commands.size() ? " or " : ", ") + commands[i];
+  }
+  std::vector<const char*> rest;
+  rest.push_back(argc > 0 ? argv[0] : info_.name.c_str());
+  int first = 1;
+  if (argc > 1 && argv[1][0] != '-') {
+    command = argv[1];
+    first = 2;
+    if (std::find(commands.begin(), commands.end(), command) == commands.end()) {
+      return Error{Exit::usage, "unknown subcommand '" + command + "' (" + names + ")"};
+    }
+  }
+  for (int i = first; i < argc; ++i) rest.push_back(argv[i]);
+  auto outcome = parse(static_cast<int>(rest.size()), rest.data(), out);
+  if (!outcome || *outcome == ParseOutcome::exit_now) return outcome;
+  if (command.empty()) return Error{Exit::usage, "no subcommand: " + names};
+  return outcome;
 }
 
 Result<ParseOutcome> OptionParser::parse(int argc, const char* const* argv, std::ostream& out) {

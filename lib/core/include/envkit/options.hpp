@@ -102,6 +102,14 @@ class OptionParser {
   /// for a malformed one.
   Result<ParseOutcome> parse(int argc, const char* const* argv, std::ostream& out);
 
+  /// parse() for a command whose first argument is a subcommand (db-backup dump, shard-route
+  /// put): argv[1], when it is not an option, must be one of `commands` and is stored in
+  /// `command`; the rest parses as parse() does. Without one, only --help and --version
+  /// succeed. Errors: Exit::usage naming the subcommands for an unknown or a missing one.
+  Result<ParseOutcome> parse_subcommand(int argc, const char* const* argv,
+                                        const std::vector<std::string>& commands, std::string& command,
+                                        std::ostream& out);
+
   /// The config file's document (a null node when there is none).
   const YAML::Node& config_document() const { return config_doc_; }
   /// The config file's path, for messages ("" when there is none).
