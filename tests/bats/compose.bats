@@ -163,6 +163,36 @@ PY
   assert_output ok
 }
 
+@test "weather-tweets: Grafana's panels read the hashes the consumers keep; no password goes to Valkey" {
+  run -0 python3 - "$COMPOSE/weather-tweets" <<'PY'
+import json, os, sys, urllib.parse, yaml
+root = sys.argv[1]
+s = yaml.safe_load(open(os.path.join(root, "compose.yaml")))["services"]
+written = set()
+for broker in ("kafka", "rabbitmq"):
+    cmd = s["consume-" + broker]["command"]
+    sink = cmd[cmd.index("--to") + 1]
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(sink).query)
+    prefix = q["aggregate-prefix"][0]
+    assert prefix == "agg:%s:" % broker, prefix
+    specs = q["aggregate"][0].split(",")
+    assert {"count:municipality", "count:weather", "mean:temperature:municipality",
+            "mean:humidity:municipality"} <= set(specs), specs
+    written |= {prefix + spec for spec in specs}
+dash = json.load(open(os.path.join(root, "grafana/dashboards/weather-tweets.json")))
+read = {t["keyName"] for p in dash["panels"] for t in p["targets"]}
+assert read and read <= written, sorted(read - written)
+# --password-file gives its password to every URL, Valkey's too (it has none: AUTH fails).
+check = s["brokers-check"]
+for line in (check["command"], check["healthcheck"]["test"]):
+    assert "--password-file" not in line, line
+assert check["environment"]["ENVKIT_AMQP_PASSWORD_FILE"] == "/run/secrets/rabbitmq_password"
+assert s["locust"]["depends_on"]["ingest"]["condition"] == "service_healthy"
+print("ok")
+PY
+  assert_output ok
+}
+
 @test "task-race: reconcile reads the file the server writes and the histories the clients write" {
   local f=$COMPOSE/task-race/compose.yaml env=$COMPOSE/task-race/example.env
   run -0 python3 "$CHECK" --bin "$ENVKIT_BUILD_DIR/bin" --env-file "$env" "$f"
