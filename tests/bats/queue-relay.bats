@@ -184,6 +184,11 @@ start_ingest() {
   [ "${lines[3]}" = 400 ]
   [[ ${lines[0]} == '{"id":"b1","result":"accepted"}' && ${lines[2]} == '{"id":"b3","result":"accepted"}' ]]
   [[ ${lines[1]} == *'"result":"rejected","reason":"not JSON'* ]]
+  # A JSON array is a batch too (sensor-push's ?batch=N): one result line per element.
+  run curl -s -w '%{http_code}' -d '[{"id":"c1","municipality":"x"},{"id":"c2","municipality":"y"}]' "$url"
+  assert_output $'{"id":"c1","result":"accepted"}\n{"id":"c2","result":"accepted"}\n202'
+  run curl -s -w '%{http_code}' -d '[{"id":"c3","municipality":"x"}' "$url"
+  assert_output $'a body that starts with [ must be one JSON array of records\n400'
   run curl -s -o /dev/null -w '%{http_code}' "$url"
   assert_output 405
   run curl -s -o /dev/null -w '%{http_code}' -d '{}' "http://127.0.0.1:$port/elsewhere"
@@ -191,7 +196,7 @@ start_ingest() {
   kill -TERM "$ingest_pid"
   wait "$ingest_pid" || status=$?
   [ "${status:-0}" -eq 1 ]  # two records went to the dead letters
-  diff <(ids_of "$BATS_TEST_TMPDIR/out.jsonl") <(printf '%s\n' a1 b1 b3)
+  diff <(ids_of "$BATS_TEST_TMPDIR/out.jsonl") <(printf '%s\n' a1 b1 b3 c1 c2)
   [ "$(wc -l < "$BATS_TEST_TMPDIR/dead.jsonl")" -eq 2 ]
 }
 

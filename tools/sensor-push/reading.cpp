@@ -143,8 +143,10 @@ Result<RecordShape> RecordShape::from_fields(const std::vector<std::string>& map
 
 Result<RecordShape> RecordShape::from_template(std::string_view name) {
   if (name == "weather-tweets") {
-    return from_fields({"municipality=city", "temperature=temperature_2m",
-                        "humidity=relative_humidity_2m", "weather=weather"});
+    // The id keeps two identical reports two records (queue-relay's ingest names a record
+    // without one by a hash of its bytes); observed_at is what --timestamp-field times.
+    return from_fields({"id=id", "municipality=city", "temperature=temperature_2m",
+                        "humidity=relative_humidity_2m", "weather=weather", "observed_at=observed_at"});
   }
   if (name == "default") return RecordShape();
   return Error{Exit::usage, "unknown template '" + std::string(name) + "' (known: default, weather-tweets)"};

@@ -63,7 +63,7 @@ class RecordShape {
 
   /// Parses "OUT=IN" mappings; errors (Exit::usage) name the unknown field.
   static envkit::Result<RecordShape> from_fields(const std::vector<std::string>& mappings);
-  /// A named preset: "weather-tweets" = {municipality, temperature, humidity, weather}.
+  /// A named preset: "weather-tweets" = {id, municipality, temperature, humidity, weather, observed_at}.
   static envkit::Result<RecordShape> from_template(std::string_view name);
 
   bool is_default() const { return fields_.empty(); }

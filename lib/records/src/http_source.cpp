@@ -1,5 +1,6 @@
-// HTTP ingest as a source: a POSTed record (or a JSON Lines batch) waits in its request until
-// the pipeline settles it, and the client is answered 202 only once every sink holds it.
+// HTTP ingest as a source: a POSTed record (or a batch: JSON Lines, or a JSON array of
+// records) waits in its request until the pipeline settles it, and the client is answered 202
+// only once every sink holds it.
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -50,16 +51,27 @@ class HttpIngestSource final : public Source {
       return r;
     }
     std::vector<std::string> lines;
-    size_t at = 0;
-    while (at < req.body.size()) {
-      size_t nl = req.body.find('\n', at);
-      if (nl == std::string::npos) nl = req.body.size();
-      std::string_view line(req.body.data() + at, nl - at);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(line);
-      at = nl + 1;
+    size_t first = req.body.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && req.body[first] == '[') {
+      // A JSON array (sensor-push's HTTP batches): each element one record, in order.
+      JsonDocument array;
+      array.Parse(req.body.data(), req.body.size());
+      if (array.HasParseError() || !array.IsArray()) {
+        return HttpReply::text(400, "a body that starts with [ must be one JSON array of records\n");
+      }
+      for (const auto& v : array.GetArray()) lines.push_back(to_json(v));
+    } else {
+      size_t at = 0;
+      while (at < req.body.size()) {
+        size_t nl = req.body.find('\n', at);
+        if (nl == std::string::npos) nl = req.body.size();
+        std::string_view line(req.body.data() + at, nl - at);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(line);
+        at = nl + 1;
+      }
     }
-    if (lines.empty()) return HttpReply::text(400, "empty body: POST a JSON object, or JSON Lines\n");
+    if (lines.empty()) return HttpReply::text(400, "empty body: POST a JSON object, JSON Lines or a JSON array\n");
 
     auto ingest = std::make_shared<Ingest>();
     std::unique_lock lock(mutex_);

@@ -80,7 +80,7 @@ const Connector kConnectors[] = {
      "    marker PREFIX+seen:ID (TTL: dedupe-ttl, default ttl) in one Lua script a batch: a redelivery counts once"},
     {"http", http_source, http_sink,
      "http://HOST:PORT/PATH[?queue=N][&answer-within=MS][&workers=N][&max-body=BYTES]: HTTP ingest; "
-     "POST a JSON object or JSON Lines to PATH; answered 202 only once every sink holds every record, "
+     "POST a JSON object, JSON Lines or a JSON array of records to PATH; answered 202 only once every sink holds every record, "
      "400 when a record is bad (dead-lettered), 503 with Retry-After when the relay is full (queue: "
      "10000 records waiting) or a record was not kept; the body has one JSON line per record "
      "{id, result: accepted|rejected|retry, reason}",

@@ -147,8 +147,10 @@ TEST(Records, WeatherTweetsTemplateAndFieldMappings) {
   ASSERT_TRUE(shape.ok());
   auto doc = envkit::parse_json(shape->to_record(r).json);
   ASSERT_TRUE(doc.ok());
-  ASSERT_EQ(doc->MemberCount(), 4u);
+  ASSERT_EQ(doc->MemberCount(), 6u);
   EXPECT_STREQ((*doc)["municipality"].GetString(), "Chinautla");
+  EXPECT_EQ(std::string((*doc)["id"].GetString()).rfind("Chinautla@", 0), 0u);
+  EXPECT_TRUE((*doc)["observed_at"].IsString());
   EXPECT_EQ(std::string((*doc)["weather"].GetString()), weather_text(static_cast<int>(*r.values[4])));
   auto bad = RecordShape::from_fields({"t=temperature"});
   ASSERT_FALSE(bad.ok());
