@@ -70,8 +70,6 @@ Failure failure_from_socket_errno(int err) {
   }
 }
 
-namespace {
-
 // roff: a leading '.' or '\'' would be read as a request, and '-' should be a hyphen.
 std::string roff_escape(std::string_view text) {
   std::string out;
@@ -83,8 +81,6 @@ std::string roff_escape(std::string_view text) {
   if (!out.empty() && (out[0] == '.' || out[0] == '\'')) out.insert(0, "\\&");
   return out;
 }
-
-}  // namespace
 
 std::string exit_status_roff() {
   std::map<int, std::vector<const FailureRow*>> by_code;

@@ -1,6 +1,7 @@
 // queue-relay(1) lists every source and sink URL form from the registry table itself: the
 // block between its url-table markers is generated from envkit::connectors(), so the man
 // page cannot drift from what --help prints and the code opens.
+#include <envkit/exit_status.hpp>
 #include <envkit/registry.hpp>
 
 #include <gtest/gtest.h>
@@ -15,23 +16,11 @@ namespace {
 constexpr std::string_view kBegin = ".\\\" BEGIN url-table";
 constexpr std::string_view kEnd = ".\\\" END url-table";
 
-// Text as roff shows it: backslashes and hyphens escaped, no line starting with a dot.
-std::string roff(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '\\') out += "\\e";
-    else if (c == '-') out += "\\-";
-    else out += c;
-  }
-  if (!out.empty() && (out[0] == '.' || out[0] == '\'')) out.insert(0, "\\&");
-  return out;
-}
-
 // One .TP entry per form: "FORM: what it does" becomes the form in bold, then the text.
 void one(std::string& out, std::string_view text) {
   size_t split = text.find(": ");
-  out += ".TP\n.B " + roff(text.substr(0, split)) + "\n";
-  if (split != std::string_view::npos) out += roff(text.substr(split + 2)) + "\n";
+  out += ".TP\n.B " + envkit::roff_escape(text.substr(0, split)) + "\n";
+  if (split != std::string_view::npos) out += envkit::roff_escape(text.substr(split + 2)) + "\n";
 }
 
 // A row's parameters as --help prints them: a form per line indented two spaces or less,

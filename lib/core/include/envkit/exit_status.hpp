@@ -143,6 +143,10 @@ Failure failure_resolving(const std::string& host);
 /// other connection_lost.
 Failure failure_from_socket_errno(int err);
 
+/// `text` as roff prints it: backslashes and hyphens escaped, no leading request character.
+/// For the man-page tables generated from the code (this one, queue-relay(1)'s URL forms).
+std::string roff_escape(std::string_view text);
+
 /// The "EXIT STATUS" lines every man page carries, in roff, generated from kFailureTable:
 /// one .TP entry per code, listing its kinds. Tests compare each man page with it.
 std::string exit_status_roff();
