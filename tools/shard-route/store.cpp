@@ -513,6 +513,15 @@ Result<std::unique_ptr<ShardStore>> open_store(const Shard& shard, const std::st
 
 namespace {
 
+// The key of a document given as JSON text: bad_data when it does not parse, is not an
+// object, or lacks the key field (put, verify and plan's live scan read documents alike).
+Result<std::string> document_key(std::string_view json, const std::string& field) {
+  auto doc = envkit::parse_json(json);
+  if (!doc) return doc.error();
+  if (!doc->IsObject()) return fail(Failure::bad_data, "not a JSON object");
+  return key_of(*doc, field);
+}
+
 struct Session {
   const Config& config;
   const ShardMap& map;
@@ -557,10 +566,7 @@ Result<envkit::Exit> put(Session& s) {
   while (std::getline(std::cin, line)) {
     ++line_no;
     if (line.empty()) continue;
-    auto doc = envkit::parse_json(line);
-    Result<std::string> key = doc ? (doc->IsObject() ? key_of(*doc, s.key_field)
-                                                     : Result<std::string>(fail(Failure::bad_data, "not a JSON object")))
-                                  : Result<std::string>(doc.error());
+    Result<std::string> key = document_key(line, s.key_field);
     if (!key) {
       envkit::log_error("stdin:" + std::to_string(line_no) + ": " + key.error().message);
       ++refused;
@@ -709,10 +715,7 @@ Result<envkit::Exit> verify(Session& s) {
     ++scanned;
     auto st = (*store)->scan("", "", 0, [&](std::string_view json) -> Status {
       ++documents;
-      auto doc = envkit::parse_json(json);
-      Result<std::string> key = doc ? (doc->IsObject() ? key_of(*doc, s.key_field)
-                                                       : Result<std::string>(fail(Failure::bad_data, "not a JSON object")))
-                                    : Result<std::string>(doc.error());
+      Result<std::string> key = document_key(json, s.key_field);
       if (!key) {
         ++unkeyed;
         JsonWriter w;
@@ -776,8 +779,7 @@ Status scan_keys(const Config& config, const ShardMap& map, const Namespace* ns,
     auto store = s.store(shard);
     if (!store) return store.error();
     auto st = (*store)->scan("", "", 0, [&](std::string_view json) -> Status {
-      auto doc = envkit::parse_json(json);
-      auto key = doc && doc->IsObject() ? key_of(*doc, s.key_field) : Result<std::string>(fail(Failure::bad_data, "not a JSON object"));
+      auto key = document_key(json, s.key_field);
       if (!key) {
         envkit::log_warning("shard " + map.shards()[static_cast<size_t>(shard)].name + ": skipped: " + key.error().message);
         return {};
