@@ -26,11 +26,13 @@ void UniqueFd::reset(int fd) noexcept {
   fd_ = fd;
 }
 
-Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds wait) {
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds wait, Mode mode) {
+  // A shared holder only reads the file, so a lock file another user made readable will do.
+  UniqueFd fd(mode == Mode::shared ? ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600)
+                                   : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) return system_error(path, "open", errno);
   auto until = std::chrono::steady_clock::now() + wait;
-  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+  while (::flock(fd.get(), (mode == Mode::shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     if (errno != EWOULDBLOCK) return system_error(path, "lock", errno);
     if (std::chrono::steady_clock::now() >= until) {
@@ -41,6 +43,7 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  if (mode == Mode::shared) return FileLock(std::move(fd));
   // The pid is only for the message above; the lock itself is the flock().
   std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd.get(), 0) != 0) return system_error(path, "truncate", errno);

@@ -40,16 +40,22 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-/// An exclusive flock() on a lock file, held while the object lives and released however
-/// the process ends. flock() rather than fcntl() locks: they belong to the open file, so a
-/// second holder in the same process is refused too.
+/// An flock() on a lock file, held while the object lives and released however the process
+/// ends. flock() rather than fcntl() locks: they belong to the open file, so a second holder
+/// in the same process is refused too.
 class FileLock {
  public:
-  /// Locks `path` (created 0600 when missing), retrying for up to `wait`, and writes this
-  /// process's pid into it for the next one's message. Errors: lock_held (Exit::temp_fail)
-  /// "PATH is locked by another process (pid N)"; local_io when the file cannot be used.
+  /// exclusive: one holder, which writes its pid into the file for the next one's message.
+  /// shared: any number of holders, none while an exclusive one holds it; opens the file
+  /// read-only.
+  enum class Mode { exclusive, shared };
+
+  /// Locks `path` (created 0600 when missing), retrying for up to `wait`. Errors: lock_held
+  /// (Exit::temp_fail) "PATH is locked by another process (pid N)"; local_io when the file
+  /// cannot be used.
   static Result<FileLock> acquire(const std::string& path,
-                                  std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+                                  std::chrono::milliseconds wait = std::chrono::milliseconds(0),
+                                  Mode mode = Mode::exclusive);
   int fd() const { return fd_.get(); }
 
  private:
