@@ -299,7 +299,7 @@ YAML
 
 @test "an unknown or a missing subcommand is a usage error under shard-route's own name" {
   run -64 --separate-stderr shard-route frob --map x.yaml
-  assert_equal "$stderr" "$(printf "shard-route: error: unknown subcommand 'frob' (explain, put, get, del, find, count, verify or plan)\nTry 'shard-route --help' for more information.")"
+  assert_equal "$stderr" "$(printf "shard-route: error: unknown subcommand 'frob' (explain, put, get, del, find, count, verify, plan or rebalance)\nTry 'shard-route --help' for more information.")"
   run -64 --separate-stderr shard-route --map x.yaml
-  [[ $stderr == "shard-route: error: no subcommand: explain, put, get, del, find, count, verify or plan"* ]]
+  [[ $stderr == "shard-route: error: no subcommand: explain, put, get, del, find, count, verify, plan or rebalance"* ]]
 }

@@ -13,17 +13,19 @@
 namespace shard_route {
 
 struct Config {
-  std::string command;            ///< explain, put, get, del, find, count, verify, plan
+  std::string command;            ///< explain, put, get, del, find, count, verify, plan, rebalance
   std::vector<std::string> args;  ///< the words after the subcommand
   std::string map_path;           ///< --map
   std::string ns;                 ///< --namespace ("" : the map's only namespace)
   bool why = false;               ///< -v on explain: say why
   std::string key_field;          ///< --key-field (put; default: the namespace's key)
-  size_t batch = 1000;            ///< put: documents per shard write
+  size_t batch = 1000;            ///< put, rebalance: documents per shard write
   int64_t limit = 0;              ///< find: 0 no limit
   std::string sort;               ///< find: FIELD or -FIELD
   bool partial = false;           ///< find/count: a down shard is reported, not fatal
   std::string keys_file;          ///< plan: count on these keys ("-" stdin) instead of the live data
+  std::string state_path;         ///< rebalance: --state (default NEW.yaml.rebalance)
+  std::string switch_path;        ///< rebalance: --switch, the live map file NEW replaces
   std::string write_concern = "majority";  ///< MongoDB w:
   envkit::ConnectionOptions connection;
   std::optional<std::string> password_file;

@@ -22,7 +22,8 @@ const char* kUsage =
     "  or:  shard-route find --map FILE [-n NAMESPACE] [FILTER] [--limit N] [--sort F] [--partial]\n"
     "  or:  shard-route count --map FILE [-n NAMESPACE] [FILTER] [--partial]\n"
     "  or:  shard-route verify --map FILE [-n NAMESPACE] [--key-field F]\n"
-    "  or:  shard-route plan OLD.yaml NEW.yaml [-n NAMESPACE] [--keys FILE|-]";
+    "  or:  shard-route plan OLD.yaml NEW.yaml [-n NAMESPACE] [--keys FILE|-]\n"
+    "  or:  shard-route rebalance OLD.yaml NEW.yaml [-n NAMESPACE] [--state FILE] [--switch MAP]";
 
 const char* kSummary =
     "Routes keys to shards by a shard map (a YAML file: shards with URLs, and per namespace a\n"
@@ -33,7 +34,10 @@ const char* kSummary =
     "scans every shard of the namespace and prints a JSON line for every document that is\n"
     "not where the map says (and whether its key is on two shards), the summary on stderr.\n"
     "plan counts the keys a new map moves (on a key file, or the old map's live data) and\n"
-    "what hash, jump, ketama and rendezvous over the same shards would move, as JSON.";
+    "what hash, jump, ketama and rendezvous over the same shards would move, as JSON.\n"
+    "rebalance moves the documents NEW places on another shard: copy, verify, switch (NEW\n"
+    "replaces --switch MAP), delete; killed at any point and run again, it resumes from its\n"
+    "state file and ends with every document once, where NEW says.";
 
 const char* kAfter =
     "Examples:\n"
@@ -43,21 +47,23 @@ const char* kAfter =
     "  shard-route find --map shop.yaml -n products '{\"price\": {\"$lt\": 5}}' --sort=-price --limit 10\n"
     "  shard-route verify --map shop.yaml -n products > misplaced.jsonl\n"
     "  cut -f1 names.tsv | shard-route plan shop.yaml shop-3.yaml -n products --keys -\n"
+    "  shard-route rebalance shop.yaml shop-af.yaml -n products --switch /etc/shop/map.yaml\n"
     "  shard-route put --check-config --map shop.yaml -n products\n"
     "\n"
     "Exit status: 0 success; 1 some keys not found (get, del), some documents refused (put)\n"
-    "or misplaced (verify);\n"
+    "or misplaced (verify), some documents left on their old shard (rebalance);\n"
     "64 usage; 65 bad input document; 66 map file unreadable; 69 a shard cannot be reached;\n"
-    "75 a shard timed out; 78 bad map (FILE:LINE: reason) or refused credentials. See\n"
+    "75 a shard timed out, or another rebalance holds its state file; 78 bad map\n"
+    "(FILE:LINE: reason), refused credentials, or a state file of other maps. See\n"
     "shard-route(1).";
 
-constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count", "verify", "plan"};
+constexpr const char* kCommands[] = {"explain", "put", "get", "del", "find", "count", "verify", "plan", "rebalance"};
 
 envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
   auto usage = [](std::string m) { return Error{Exit::usage, std::move(m)}; };
-  if (c.command == "plan") {
-    if (c.args.size() != 2) return usage("plan: give the OLD and the NEW map");
-    if (parser.given("map")) return usage("plan takes its two maps as arguments, not --map");
+  if (c.command == "plan" || c.command == "rebalance") {
+    if (c.args.size() != 2) return usage(c.command + ": give the OLD and the NEW map");
+    if (parser.given("map")) return usage(c.command + " takes its two maps as arguments, not --map");
   } else if (c.map_path.empty()) {
     return usage("no shard map: give --map FILE (or ENVKIT_MAP)");
   }
@@ -74,8 +80,10 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
       {"count", {"partial"}},
       {"verify", {"key-field"}},
       {"plan", {"key-field", "keys"}},
+      {"rebalance", {"key-field", "batch", "write-concern", "state", "switch"}},
   };
-  const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial", "keys"};
+  const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial", "keys",
+                                        "state", "switch"};
   auto mine = std::find_if(allowed.begin(), allowed.end(), [&](const Allowed& a) { return c.command == a.command; });
   for (const auto& o : all) {
     if (parser.given(o) && std::find(mine->options.begin(), mine->options.end(), o) == mine->options.end()) {
@@ -109,12 +117,16 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("namespace,n", value(&c.ns)->value_name("NAME"),
        "the namespace (collection, table, key prefix); default: the map's only one")
       ("key-field", value(&c.key_field)->value_name("FIELD"),
-       "put, verify, plan: the document field holding the key (default: the namespace's key:)")
+       "put, verify, plan, rebalance: the document field holding the key (default: the namespace's key:)")
       ("keys", value(&c.keys_file)->value_name("FILE"),
        "plan: count on these keys, one a line (- for stdin), not on the old map's live data")
-      ("batch", value(&c.batch)->value_name("N"), "put: documents per shard write (default 1000)")
+      ("batch", value(&c.batch)->value_name("N"), "put, rebalance: documents per shard write (default 1000)")
+      ("state", value(&c.state_path)->value_name("FILE"),
+       "rebalance: the state file that makes it resumable (default: NEW.yaml.rebalance)")
+      ("switch", value(&c.switch_path)->value_name("MAP"),
+       "rebalance: the map file applications route with; replaced by NEW, atomically, once every copy is verified")
       ("write-concern", value(&c.write_concern)->value_name("W"),
-       "put, del on MongoDB: majority (default) or a number of members")
+       "put, del, rebalance on MongoDB: majority (default) or a number of members")
       ("limit", value(&c.limit)->value_name("N"), "find: at most N documents (default: all)")
       ("sort", value(&c.sort)->value_name("FIELD|-FIELD"), "find: merge the shards' documents in this order")
       ("partial", bool_switch(&c.partial),

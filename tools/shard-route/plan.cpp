@@ -72,26 +72,24 @@ void count_key(Count& c, std::string_view key) {
 }  // namespace
 
 envkit::Result<envkit::Exit> run_plan(const Config& config) {
-  auto old_map = ShardMap::load(config.args[0]);
-  if (!old_map) return old_map.error();
-  auto new_map = ShardMap::load(config.args[1]);
-  if (!new_map) return new_map.error();
-  auto old_ns = pick_namespace(*old_map, config.ns);
-  if (!old_ns) return old_ns.error();
-  const std::string ns_name = *old_ns ? (*old_ns)->name : config.ns;
-  auto new_ns = pick_namespace(*new_map, ns_name);
-  if (!new_ns) return new_ns.error();
+  auto maps = load_map_pair(config);
+  if (!maps) return maps.error();
+  const ShardMap& old_map = maps->old_map;
+  const ShardMap& new_map = maps->new_map;
+  const Namespace* old_ns = maps->old_ns;
+  const Namespace* new_ns = maps->new_ns;
+  const std::string& ns_name = maps->ns_name;
 
   std::vector<Count> counts(1);
-  counts[0] = {"map", &*old_map, &*new_map, *old_ns, *new_ns, 0, {}};
+  counts[0] = {"map", &old_map, &new_map, old_ns, new_ns, 0, {}};
   // The alternatives, over the same shard lists (as named in each map).
-  const auto old_names = names_of(*old_map, *old_ns), new_names = names_of(*new_map, *new_ns);
+  const auto old_names = names_of(old_map, old_ns), new_names = names_of(new_map, new_ns);
   std::vector<ShardMap> alternatives;
   alternatives.reserve(8);
   for (std::string_view s : {"hash", "jump", "ketama", "rendezvous"}) {
-    auto a = alternative(*old_map, *new_map, old_names, s);
+    auto a = alternative(old_map, new_map, old_names, s);
     if (!a) return a.error();
-    auto b = alternative(*old_map, *new_map, new_names, s);
+    auto b = alternative(old_map, new_map, new_names, s);
     if (!b) return b.error();
     alternatives.push_back(std::move(*a));
     alternatives.push_back(std::move(*b));
@@ -126,7 +124,7 @@ envkit::Result<envkit::Exit> run_plan(const Config& config) {
     if (in.bad()) return fail(Failure::local_io, source + ": reading the keys");
   } else {
     source = "live";
-    if (auto st = scan_keys(config, *old_map, *old_ns, visit); !st) return st.error();
+    if (auto st = scan_keys(config, old_map, old_ns, visit); !st) return st.error();
   }
 
   envkit::JsonWriter w;

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iosfwd>
+#include <string>
 #include <string_view>
 
 #include <envkit/result.hpp>
@@ -15,6 +16,20 @@ namespace shard_route {
 /// plan OLD NEW: keys moved by the new map (and by each hash strategy over the same
 /// shards), counted on --keys or on the old map's live data; one JSON object on stdout.
 envkit::Result<envkit::Exit> run_plan(const Config& config);
+
+/// plan's and rebalance's two maps (the subcommand's two arguments) and the namespace in
+/// each: --namespace, or OLD's only one; the same name in NEW.
+struct MapPair {
+  ShardMap old_map, new_map;
+  const Namespace* old_ns = nullptr;  ///< nullptr: the map's default route
+  const Namespace* new_ns = nullptr;
+  std::string ns_name;
+};
+envkit::Result<MapPair> load_map_pair(const Config& config);
+
+/// rebalance OLD NEW: copy -> verify -> switch -> delete, resumable from its state file;
+/// a JSON summary on stdout. Exit::failure when documents were left on their old shard.
+envkit::Result<envkit::Exit> run_rebalance(const Config& config);
 
 /// Runs the configured subcommand; the exit status (see --help and shard-route(1)).
 envkit::Result<envkit::Exit> run(const Config& config);

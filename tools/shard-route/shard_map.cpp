@@ -548,6 +548,7 @@ Result<ShardMap> ShardMap::parse(std::string_view text, const std::string& path)
   } catch (const YAML::Exception& e) {
     return fail(Failure::config, path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+  map.text_ = std::string(text);
   return map;
 }
 

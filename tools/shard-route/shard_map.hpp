@@ -101,6 +101,8 @@ class ShardMap {
   /// The shard of namespaces the map does not list; -1 when it has no default.
   int default_shard() const { return default_shard_; }
   const std::string& path() const { return path_; }
+  /// The map's text as read (rebalance records its digest and installs it at the switch).
+  const std::string& text() const { return text_; }
 
   /// The namespace called `name`, or nullptr (then the default route applies).
   const Namespace* find(std::string_view name) const;
@@ -120,6 +122,7 @@ class ShardMap {
   std::vector<Namespace> namespaces_;
   int default_shard_ = -1;
   std::string path_;
+  std::string text_;
 };
 
 /// The shard of `key` under `ns` alone (shard indexes are the map's); `why` filled if given.

@@ -25,6 +25,26 @@ using envkit::Status;
 
 // --- documents and filters -------------------------------------------------------------
 
+Result<std::map<std::string, std::string>> ShardStore::get_many(const std::vector<std::string>& keys) {
+  std::map<std::string, std::string> found;
+  for (const auto& key : keys) {
+    auto doc = get(key);
+    if (!doc) return doc.error();
+    if (*doc) found.emplace(key, std::move(**doc));
+  }
+  return found;
+}
+
+Result<uint64_t> ShardStore::del_many(const std::vector<std::string>& keys) {
+  uint64_t n = 0;
+  for (const auto& key : keys) {
+    auto gone = del(key);
+    if (!gone) return gone.error();
+    n += *gone ? 1 : 0;
+  }
+  return n;
+}
+
 Result<std::string> key_of(const JsonValue& doc, const std::string& field) {
   const JsonValue* v = value_at(doc, field);
   if (!v) return fail(Failure::bad_data, "no key field '" + field + "'");
@@ -406,23 +426,33 @@ class MongoStore : public ShardStore {
   }
 
   Result<bool> del(std::string_view key) override {
-    std::unique_ptr<mongoc_collection_t, envkit::detail::MongoCollectionDestroyer> coll(
-        mongoc_client_get_collection(client_.handle(), db_.c_str(), coll_.c_str()));
-    auto selector = envkit::bson_from_json(key_filter(key));
-    if (!selector) return selector.error();
-    auto wc = write_opts();
-    bson_t opts = BSON_INITIALIZER;
-    mongoc_write_concern_append(wc.get(), &opts);
-    bson_t reply;
-    bson_error_t error;
-    bool ok = mongoc_collection_delete_one(coll.get(), selector->get(), &opts, &reply, &error);
-    bson_destroy(&opts);
-    int64_t deleted = 0;
-    bson_iter_t it;
-    if (ok && bson_iter_init_find(&it, &reply, "deletedCount")) deleted = bson_iter_as_int64(&it);
-    bson_destroy(&reply);
-    if (!ok) return fail(envkit::mongo_failure(error), client_.endpoint() + ": delete: " + error.message);
-    return deleted > 0;
+    auto n = delete_matching(key_filter(key), false);
+    if (!n) return n.error();
+    return *n > 0;
+  }
+
+  // One find with $in: the test server and mongod alike answer a batch in one scan.
+  Result<std::map<std::string, std::string>> get_many(const std::vector<std::string>& keys) override {
+    std::map<std::string, std::string> found;
+    auto cursor = client_.find(db_, coll_, keys_filter(keys), {});
+    if (!cursor) return cursor.error();
+    for (;;) {
+      auto more = cursor->next();
+      if (!more) return more.error();
+      if (!*more) return found;
+      std::string json = relaxed_json(*cursor->bson());
+      auto doc = envkit::parse_json(json);
+      if (!doc) return doc.error();
+      auto key = key_of(*doc, key_field_);
+      if (!key) return key.error();
+      found.emplace(std::move(*key), std::move(json));
+    }
+  }
+
+  Result<uint64_t> del_many(const std::vector<std::string>& keys) override {
+    auto n = delete_matching(keys_filter(keys), true);
+    if (!n) return n.error();
+    return static_cast<uint64_t>(*n);
   }
 
   Status scan(std::string_view filter, const std::string& sort, int64_t limit,
@@ -448,6 +478,35 @@ class MongoStore : public ShardStore {
   Result<int64_t> count(std::string_view filter) override { return client_.count(db_, coll_, filter); }
 
  private:
+  Result<int64_t> delete_matching(const std::string& filter, bool many) {
+    std::unique_ptr<mongoc_collection_t, envkit::detail::MongoCollectionDestroyer> coll(
+        mongoc_client_get_collection(client_.handle(), db_.c_str(), coll_.c_str()));
+    auto selector = envkit::bson_from_json(filter);
+    if (!selector) return selector.error();
+    auto wc = write_opts();
+    bson_t opts = BSON_INITIALIZER;
+    mongoc_write_concern_append(wc.get(), &opts);
+    bson_t reply;
+    bson_error_t error;
+    bool ok = many ? mongoc_collection_delete_many(coll.get(), selector->get(), &opts, &reply, &error)
+                   : mongoc_collection_delete_one(coll.get(), selector->get(), &opts, &reply, &error);
+    bson_destroy(&opts);
+    int64_t deleted = 0;
+    bson_iter_t it;
+    if (ok && bson_iter_init_find(&it, &reply, "deletedCount")) deleted = bson_iter_as_int64(&it);
+    bson_destroy(&reply);
+    if (!ok) return fail(envkit::mongo_failure(error), client_.endpoint() + ": delete: " + error.message);
+    return deleted;
+  }
+
+  std::string keys_filter(const std::vector<std::string>& keys) const {
+    envkit::JsonWriter w;
+    w.begin_object().key(key_field_).begin_object().key("$in").begin_array();
+    for (const auto& k : keys) w.string(k);
+    w.end_array().end_object().end_object();
+    return w.take();
+  }
+
   std::unique_ptr<mongoc_write_concern_t, WriteConcernDestroyer> write_opts() const {
     std::unique_ptr<mongoc_write_concern_t, WriteConcernDestroyer> wc(mongoc_write_concern_new());
     if (write_.write_concern == "majority") {
@@ -509,12 +568,6 @@ Result<std::unique_ptr<ShardStore>> open_store(const Shard& shard, const std::st
   return std::unique_ptr<ShardStore>(new RedisStore(std::move(*conn), ns_name + ":"));
 }
 
-// --- the subcommands ----------------------------------------------------------------------
-
-namespace {
-
-// The key of a document given as JSON text: bad_data when it does not parse, is not an
-// object, or lacks the key field (put, verify and plan's live scan read documents alike).
 Result<std::string> document_key(std::string_view json, const std::string& field) {
   auto doc = envkit::parse_json(json);
   if (!doc) return doc.error();
@@ -522,31 +575,28 @@ Result<std::string> document_key(std::string_view json, const std::string& field
   return key_of(*doc, field);
 }
 
-struct Session {
-  const Config& config;
-  const ShardMap& map;
-  const Namespace* ns;
-  std::string ns_name;
-  std::string key_field;
-  std::vector<std::unique_ptr<ShardStore>> stores;  // by shard index, opened on first use
+Result<Session> Session::start(const Config& config, const ShardMap& map, const Namespace* ns,
+                               const std::string& ns_name) {
+  if (ns_name.empty()) return Error{envkit::Exit::usage, "give the namespace: -n NAME"};
+  std::string key_field = !config.key_field.empty() ? config.key_field : ns ? ns->key_field : "_id";
+  return Session{config, map, ns, ns_name, std::move(key_field), {}};
+}
 
-  int route(std::string_view key) const { return map.route(ns, key); }
-
-  Result<ShardStore*> store(int shard) {
-    if (stores.empty()) stores.resize(map.shards().size());
-    auto& s = stores[static_cast<size_t>(shard)];
-    if (!s) {
-      auto opened = open_store(map.shards()[static_cast<size_t>(shard)], ns_name, key_field,
-                               config.connection, config.password_file, {config.write_concern});
-      if (!opened) return opened.error();
-      s = std::move(*opened);
-    }
-    return s.get();
+Result<ShardStore*> Session::store(int shard) {
+  if (stores.empty()) stores.resize(map.shards().size());
+  auto& s = stores[static_cast<size_t>(shard)];
+  if (!s) {
+    auto opened = open_store(map.shards()[static_cast<size_t>(shard)], ns_name, key_field,
+                             config.connection, config.password_file, {config.write_concern});
+    if (!opened) return opened.error();
+    s = std::move(*opened);
   }
+  return s.get();
+}
 
-  // The shards a namespace's keys can be on.
-  std::vector<int> all_shards() const { return map.shards_of(ns); }
-};
+// --- the subcommands ----------------------------------------------------------------------
+
+namespace {
 
 Result<envkit::Exit> put(Session& s) {
   std::vector<std::vector<KeyedDocument>> pending(s.map.shards().size());
@@ -772,9 +822,9 @@ Result<envkit::Exit> verify(Session& s) {
 
 Status scan_keys(const Config& config, const ShardMap& map, const Namespace* ns,
                  const std::function<Status(std::string_view key)>& visit) {
-  Session s{config, map, ns, ns ? ns->name : config.ns, "", {}};
-  if (s.ns_name.empty()) return Error{envkit::Exit::usage, "give the namespace: -n NAME"};
-  s.key_field = !config.key_field.empty() ? config.key_field : ns ? ns->key_field : "_id";
+  auto session = Session::start(config, map, ns, ns ? ns->name : config.ns);
+  if (!session) return session.error();
+  Session& s = *session;
   for (int shard : s.all_shards()) {
     auto store = s.store(shard);
     if (!store) return store.error();
@@ -792,9 +842,9 @@ Status scan_keys(const Config& config, const ShardMap& map, const Namespace* ns,
 }
 
 Result<envkit::Exit> run_store_command(const Config& config, const ShardMap& map, const Namespace* ns) {
-  Session s{config, map, ns, ns ? ns->name : config.ns, "", {}};
-  if (s.ns_name.empty()) return Error{envkit::Exit::usage, "give the namespace: -n NAME"};
-  s.key_field = !config.key_field.empty() ? config.key_field : ns ? ns->key_field : "_id";
+  auto session = Session::start(config, map, ns, ns ? ns->name : config.ns);
+  if (!session) return session.error();
+  Session& s = *session;
   if (map.route(ns, "") < 0 && !ns) return fail(Failure::config, "the map has no default route");
   if (config.command == "put") return put(s);
   if (config.command == "get") return get_or_del(s, false);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,11 @@ class ShardStore {
   virtual envkit::Result<std::optional<std::string>> get(std::string_view key) = 0;
   /// Deletes the document with this key; false when there was none.
   virtual envkit::Result<bool> del(std::string_view key) = 0;
+  /// The documents with these keys that exist, by key (one query where the store has one;
+  /// by default a get() each).
+  virtual envkit::Result<std::map<std::string, std::string>> get_many(const std::vector<std::string>& keys);
+  /// Deletes the documents with these keys; how many there were (by default a del() each).
+  virtual envkit::Result<uint64_t> del_many(const std::vector<std::string>& keys);
   /// Calls `visit` with each document matching `filter` (JSON, "" for all) as JSON text, in
   /// `sort` order when given ("field" or "-field"), at most `limit` (0: all), streaming.
   virtual envkit::Status scan(std::string_view filter, const std::string& sort, int64_t limit,
@@ -71,6 +77,33 @@ int compare_values(const envkit::JsonValue* a, const envkit::JsonValue* b);
 
 /// The value at a dotted path, or nullptr.
 const envkit::JsonValue* value_at(const envkit::JsonValue& doc, std::string_view path);
+
+/// The key of a document given as JSON text: bad_data when it does not parse, is not an
+/// object, or lacks the key field (put, verify, plan's live scan and rebalance read
+/// documents alike).
+envkit::Result<std::string> document_key(std::string_view json, const std::string& field);
+
+/// A command's view of one map's namespace: routing, and the shards' stores opened on first
+/// use (one connection each).
+struct Session {
+  const Config& config;
+  const ShardMap& map;
+  const Namespace* ns;      ///< nullptr: the map's default route
+  std::string ns_name;      ///< the namespace as named (also for the default route)
+  std::string key_field;    ///< --key-field, or the namespace's key:, or _id
+  std::vector<std::unique_ptr<ShardStore>> stores;  // by shard index, opened on first use
+
+  /// Errors (usage) when no namespace is named for the default route.
+  static envkit::Result<Session> start(const Config& config, const ShardMap& map, const Namespace* ns,
+                                       const std::string& ns_name);
+
+  int route(std::string_view key) const { return map.route(ns, key); }
+  /// The store of shard `shard` (an index into map.shards()), connected on first use.
+  envkit::Result<ShardStore*> store(int shard);
+  /// The shards a namespace's keys can be on.
+  std::vector<int> all_shards() const { return map.shards_of(ns); }
+  const std::string& shard_name(int shard) const { return map.shards()[static_cast<size_t>(shard)].name; }
+};
 
 /// Calls `visit` with the key of every document of the namespace on every shard it routes
 /// to (streaming), for plan's count on the live data. A document without the key is skipped
