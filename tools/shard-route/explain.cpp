@@ -45,21 +45,25 @@ envkit::Result<uint64_t> explain_keys(const ShardMap& map, const Namespace* ns,
   OutBuffer buffer(out);
   std::string& o = buffer.text();
   uint64_t count = 0;
+  // What follows a key on its line, per shard (the last: no shard), built once.
+  std::vector<std::string> tails;
+  for (const auto& shard : map.shards()) tails.push_back("\t" + ns_name + "\t" + shard.name + "\n");
+  tails.push_back("\t" + ns_name + "\t-\n");
   auto one = [&](std::string_view key) -> envkit::Status {
     o.append(key);
-    o.push_back('\t');
-    o.append(ns_name);
-    o.push_back('\t');
     if (why) {
       Placement p = map.explain(ns, key);
+      o.push_back('\t');
+      o.append(ns_name);
+      o.push_back('\t');
       o.append(p.shard >= 0 ? map.shards()[static_cast<size_t>(p.shard)].name : "-");
       o.push_back('\t');
       o.append(p.why);
+      o.push_back('\n');
     } else {
       int s = map.route(ns, key);
-      o.append(s >= 0 ? map.shards()[static_cast<size_t>(s)].name : "-");
+      o.append(tails[s >= 0 ? static_cast<size_t>(s) : tails.size() - 1]);
     }
-    o.push_back('\n');
     ++count;
     return buffer.maybe_flush();
   };

@@ -538,7 +538,16 @@ Result<ShardMap> ShardMap::parse(std::string_view text, const std::string& path)
       if (!nss.IsMap()) return l.error(nss, "namespaces must map each name to its strategy");
       for (const auto& kv : nss) {
         Namespace ns;
+        std::fill(std::begin(ns.ascii_first), std::end(ns.ascii_first), int16_t{-2});
         if (auto st = load_namespace(l, map, map.shards_, kv.first, kv.second, ns); !st) return st.error();
+        if (ns.strategy == Strategy::first_letter) {
+          int16_t table[128];
+          for (int c = 0; c < 128; ++c) {
+            const char ch = static_cast<char>(c);
+            table[c] = static_cast<int16_t>(route_in(ns, std::string_view(&ch, 1), nullptr));
+          }
+          std::copy(std::begin(table), std::end(table), ns.ascii_first);
+        }
         map.namespaces_.push_back(std::move(ns));
       }
     }
@@ -641,6 +650,12 @@ int route_folded(const Namespace& ns, std::string_view k, std::string* why) {
 
 int route_in(const Namespace& ns, std::string_view key, std::string* why) {
   if (ns.strategy == Strategy::first_letter) {
+    if (!why && !key.empty()) {
+      const auto c0 = static_cast<unsigned char>(key[0]);
+      if (c0 < 0x80 && (key.size() == 1 || static_cast<unsigned char>(key[1]) < 0x80) && ns.ascii_first[c0] != -2) {
+        return ns.ascii_first[c0];
+      }
+    }
     FirstLetter f = fold_first_letter(key);
     if (!ns.letters.empty() && f.kind != FirstLetter::Kind::empty) {
       if (auto it = ns.letters.find(f.folded); it != ns.letters.end()) {

@@ -74,6 +74,24 @@ TEST(ShardRouteMap, FirstLetterRoutesEveryKindOfKey) {
   EXPECT_EQ(p.why, "first-letter: first character 'á' -> A (decomposition), in A-M (line 13)");
 }
 
+// route() takes keys that begin with two ASCII bytes from a table built at load time;
+// explain() always folds. Both must agree on every first byte, with a letters: entry for an
+// ASCII letter and an ASCII first byte followed by a combining mark (NFC changes it).
+TEST(ShardRouteMap, AsciiFirstByteTableAgreesWithFolding) {
+  std::string text = kProducts;
+  text.replace(text.find("\"Þ\": Z}"), 8, "\"Þ\": Z, \"Q\": db4}");
+  ShardMap map = must_parse(text);
+  const Namespace* ns = map.find("products");
+  for (int c = 1; c < 128; ++c) {
+    for (std::string key : {std::string(1, static_cast<char>(c)), std::string(1, static_cast<char>(c)) + "x1",
+                            std::string(1, static_cast<char>(c)) + "\xcc\x81" "b"}) {
+      EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "first byte " << c;
+    }
+  }
+  EXPECT_EQ(shard_of(map, "products", "quince"), "db4");
+  EXPECT_EQ(shard_of(map, "products", "e\xcc\x81" "clair"), "db1");  // NFD é
+}
+
 TEST(ShardRouteMap, KeyRangesHonourInclusivity) {
   ShardMap map = must_parse(std::string(kShards) +
       "namespaces:\n"
