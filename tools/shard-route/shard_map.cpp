@@ -538,15 +538,20 @@ Result<ShardMap> ShardMap::parse(std::string_view text, const std::string& path)
       if (!nss.IsMap()) return l.error(nss, "namespaces must map each name to its strategy");
       for (const auto& kv : nss) {
         Namespace ns;
-        std::fill(std::begin(ns.ascii_first), std::end(ns.ascii_first), int16_t{-2});
+        std::fill(std::begin(ns.first_char_shard), std::end(ns.first_char_shard), int16_t{-2});
         if (auto st = load_namespace(l, map, map.shards_, kv.first, kv.second, ns); !st) return st.error();
         if (ns.strategy == Strategy::first_letter) {
-          int16_t table[128];
-          for (int c = 0; c < 128; ++c) {
-            const char ch = static_cast<char>(c);
-            table[c] = static_cast<int16_t>(route_in(ns, std::string_view(&ch, 1), nullptr));
+          for (unsigned cp = 0; cp < 0x800; ++cp) {
+            char utf8[2] = {static_cast<char>(cp), 0};
+            size_t n = 1;
+            if (cp >= 0x80) {
+              utf8[0] = static_cast<char>(0xC0 | (cp >> 6));
+              utf8[1] = static_cast<char>(0x80 | (cp & 0x3F));
+              n = 2;
+            }
+            std::string why;  // asks route_in() for the folding path, not this table
+            ns.first_char_shard[cp] = static_cast<int16_t>(route_in(ns, std::string_view(utf8, n), &why));
           }
-          std::copy(std::begin(table), std::end(table), ns.ascii_first);
         }
         map.namespaces_.push_back(std::move(ns));
       }
@@ -652,8 +657,16 @@ int route_in(const Namespace& ns, std::string_view key, std::string* why) {
   if (ns.strategy == Strategy::first_letter) {
     if (!why && !key.empty()) {
       const auto c0 = static_cast<unsigned char>(key[0]);
-      if (c0 < 0x80 && (key.size() == 1 || static_cast<unsigned char>(key[1]) < 0x80) && ns.ascii_first[c0] != -2) {
-        return ns.ascii_first[c0];
+      unsigned cp = 0x800;
+      size_t n = 1;
+      if (c0 < 0x80) {
+        cp = c0;
+      } else if (c0 >= 0xC2 && c0 <= 0xDF && key.size() >= 2 && (static_cast<unsigned char>(key[1]) & 0xC0) == 0x80) {
+        cp = ((c0 & 0x1Fu) << 6) | (static_cast<unsigned char>(key[1]) & 0x3Fu);
+        n = 2;
+      }
+      if (cp < 0x800 && (key.size() == n || static_cast<unsigned char>(key[n]) < 0x80) && ns.first_char_shard[cp] != -2) {
+        return ns.first_char_shard[cp];
       }
     }
     FirstLetter f = fold_first_letter(key);

@@ -72,10 +72,12 @@ struct Namespace {
   std::vector<LetterRange> letter_ranges;
   int letter_shard[26] = {};  ///< first-letter: A..Z, derived from letter_ranges
   std::map<std::string, LetterOverride> letters;  ///< by folded first character
-  /// first-letter: the shard of a key whose first two bytes are ASCII (or that is one ASCII
-  /// byte), by its first byte; filled once the namespace is checked (-2: not yet). Such a
-  /// first character is its own NFC and folds alone, so the table is exact.
-  int16_t ascii_first[128];
+  /// first-letter: the shard of a key whose first character is below U+0800 (one or two
+  /// UTF-8 bytes: ASCII, Latin, Greek, Cyrillic, Hebrew, Arabic...) and is followed by an
+  /// ASCII byte or nothing, by that code point; filled once the namespace is checked (-2:
+  /// not yet). No combining mark follows such a character, so it is its own NFC and folds
+  /// alone: the table is exact.
+  int16_t first_char_shard[0x800];
   int digits_shard = -1, empty_shard = -1, other_shard = -1;
 
   std::vector<uint16_t> slot_shard;  ///< slots: 16384 entries

@@ -74,20 +74,24 @@ TEST(ShardRouteMap, FirstLetterRoutesEveryKindOfKey) {
   EXPECT_EQ(p.why, "first-letter: first character 'á' -> A (decomposition), in A-M (line 13)");
 }
 
-// route() takes keys that begin with two ASCII bytes from a table built at load time;
-// explain() always folds. Both must agree on every first byte, with a letters: entry for an
-// ASCII letter and an ASCII first byte followed by a combining mark (NFC changes it).
-TEST(ShardRouteMap, AsciiFirstByteTableAgreesWithFolding) {
+// route() takes keys whose first character is below U+0800 and followed by ASCII from a
+// table built at load time; explain() always folds. Both must agree on every such first
+// character, with a letters: entry for an ASCII letter, and when a combining mark follows
+// (NFC changes the character: the table must not be used).
+TEST(ShardRouteMap, FirstCharacterTableAgreesWithFolding) {
   std::string text = kProducts;
   text.replace(text.find("\"Þ\": Z}"), 8, "\"Þ\": Z, \"Q\": db4}");
   ShardMap map = must_parse(text);
   const Namespace* ns = map.find("products");
-  for (int c = 1; c < 128; ++c) {
-    for (std::string key : {std::string(1, static_cast<char>(c)), std::string(1, static_cast<char>(c)) + "x1",
-                            std::string(1, static_cast<char>(c)) + "\xcc\x81" "b"}) {
-      EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "first byte " << c;
+  for (unsigned cp = 1; cp < 0x800; ++cp) {
+    std::string first(1, static_cast<char>(cp));
+    if (cp >= 0x80) first = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+    for (std::string key : {first, first + "x1", first + "\xcc\x81" "b", first + "\xc3\xb1"}) {
+      EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "first code point " << cp;
     }
   }
+  EXPECT_EQ(shard_of(map, "products", "\xc3\xb1" "and\xc3\xba"), "db3");  // ñandú: letters: entry
+  EXPECT_EQ(shard_of(map, "products", "N\xcc\x83" "andu"), "db3");         // NFD Ñ, through folding
   EXPECT_EQ(shard_of(map, "products", "quince"), "db4");
   EXPECT_EQ(shard_of(map, "products", "e\xcc\x81" "clair"), "db1");  // NFD é
 }
