@@ -187,7 +187,7 @@ to_redis() { echo "redis://127.0.0.1:$REDIS_PORT/$1?key=report:{municipality}:{i
 # loop ends early once Redis shows a record counted twice (the run without the marker).
 kill_loop() {
   local from=$1 db=$2 table=$3 n=$4 stop_at_double=${5:-}
-  local to_mysql="mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table" kill pid target deadline
+  local to_mysql="mysql://envkit@127.0.0.1:$MARIADB_PORT/envkit?table=$table" kill pid target
   local slice=$((n / (KILLS + 2)))
   for ((kill = 1; kill <= KILLS; kill++)); do
     queue-relay --from "$from" --to "$(to_redis "$db")" --to "$to_mysql" --batch 100 --exit-when-idle 30s \
@@ -195,14 +195,8 @@ kill_loop() {
     pid=$!
     # A random point of the next slice; Redis holds two keys a record (it and its marker).
     target=$((kill * slice + RANDOM % slice))
-    deadline=$((SECONDS + 90))
-    until (($(redis-cli -p "$REDIS_PORT" -n "$db" dbsize) >= 2 * target)); do
-      ((SECONDS < deadline)) || { echo "kill $kill: no progress to $target" >&2; tail "$BATS_TEST_TMPDIR/err" >&2; return 1; }
-      kill -0 "$pid" 2>/dev/null || { echo "kill $kill: the relay exited early" >&2; tail "$BATS_TEST_TMPDIR/err" >&2; return 1; }
-      sleep 0.02
-    done
-    kill -KILL "$pid"
-    wait "$pid" 2>/dev/null || true
+    kill_at_progress "$pid" $((2 * target)) "$BATS_TEST_TMPDIR/err" redis-cli -p "$REDIS_PORT" -n "$db" dbsize ||
+      { echo "kill $kill failed" >&2; return 1; }
     if [[ -n $stop_at_double ]]; then
       local counted
       counted=$(redis-cli -p "$REDIS_PORT" -n "$db" hvals agg:count:municipality | awk '{s += $1} END {print s + 0}')

@@ -63,3 +63,18 @@ assert_all_passed() {
   ((ran >= min)) || fail "only $ran tests ran, expected at least $min"
   assert_output --partial "[  PASSED  ] $ran test"
 }
+
+# kill_at_progress PID TARGET LOG CMD...: SIGKILLs background job PID once CMD prints a number
+# >= TARGET (polled every 20 ms, 90 s at most), and reaps it. Fails, with LOG's tail, when
+# there is no progress in time or PID exits first: the kill loops' one way to kill mid-run.
+kill_at_progress() {
+  local pid=$1 target=$2 log=$3 deadline=$((SECONDS + 90))
+  shift 3
+  until (($("$@") >= target)); do
+    ((SECONDS < deadline)) || { echo "no progress to $target" >&2; tail "$log" >&2; return 1; }
+    kill -0 "$pid" 2>/dev/null || { echo "exited before $target" >&2; tail "$log" >&2; return 1; }
+    sleep 0.02
+  done
+  kill -KILL "$pid"
+  wait "$pid" 2>/dev/null || true
+}

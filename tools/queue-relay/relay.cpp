@@ -146,12 +146,15 @@ Result<Exit> run(const Config& c) {
   so.connection = c.connection;
   so.password_file = c.password_file;
   so.consumer = c.consumer;
-  auto source = envkit::open_source(c.from, so);
-  if (!source) return source.error();
-
   envkit::SinkOptions sink_options;
   sink_options.connection = c.connection;
   sink_options.password_file = c.password_file;
+  // One worker writes each sink's batches in the source's order, which stored positions need.
+  sink_options.in_order = c.workers == 1;
+  so.stored_positions = envkit::sinks_stored_positions(c.sinks, sink_options);
+  auto source = envkit::open_source(c.from, so);
+  if (!source) return source.error();
+
   std::vector<envkit::SinkSpec> specs;
   for (const auto& url : c.sinks) {
     specs.push_back({url, [url, sink_options] { return envkit::open_sink(url, sink_options); }});

@@ -586,6 +586,7 @@ struct KafkaConsumer::State {
   KafkaSettings settings;
   ClusterErrors errors;
   KafkaRevokeHook revoke_hook;  // before rk: the close in ~State() may still call it
+  KafkaStartHook start_hook;
   Handle rk;
   bool subscribed = false;
 
@@ -599,6 +600,40 @@ struct KafkaConsumer::State {
     note_error(static_cast<State*>(opaque)->errors, rk, err, reason);
   }
 
+  // Sets the assigned partitions' start offsets to the hook's positions where those are
+  // ahead of the group's commit; left unset, librdkafka starts from the commit.
+  static void start_ahead(rd_kafka_t* rk, State* self, rd_kafka_topic_partition_list_t* parts) {
+    std::vector<int32_t> ours;
+    for (int i = 0; i < parts->cnt; ++i) {
+      if (self->settings.topic == parts->elems[i].topic) ours.push_back(parts->elems[i].partition);
+    }
+    auto wanted = self->start_hook(ours);
+    if (wanted.empty()) return;
+    PartitionListPtr committed(rd_kafka_topic_partition_list_copy(parts));
+    auto timeout = static_cast<int>(std::max<long long>(1000, self->settings.options.io_timeout.count()));
+    if (rd_kafka_resp_err_t err = rd_kafka_committed(rk, committed.get(), timeout); err) {
+      // Reading from the commit is still right, only slower: the sink holds what it skips.
+      log_warning("consuming from " + self->settings.endpoint + ": reading the group's commit: " +
+                  rd_kafka_err2str(err) + " (starting from it)");
+      return;
+    }
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto& e = parts->elems[i];
+      if (self->settings.topic != e.topic) continue;
+      for (const auto& w : wanted) {
+        if (w.partition != e.partition) continue;
+        int64_t group_at = committed->elems[i].offset;  // negative: nothing committed
+        if (w.offset > group_at) {
+          log_info(self->settings.endpoint + ": partition " + std::to_string(e.partition) + " starts at " +
+                   std::to_string(w.offset) + ", past the group's commit (" +
+                   (group_at < 0 ? std::string("none") : std::to_string(group_at)) +
+                   "): the records below are already stored");
+          e.offset = w.offset;
+        }
+      }
+    }
+  }
+
   // Runs inside rd_kafka_consumer_poll() and rd_kafka_consumer_close(). With a rebalance
   // callback installed, assigning and unassigning is ours to do.
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -608,6 +643,7 @@ struct KafkaConsumer::State {
     rd_kafka_error_t* error = nullptr;
     rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (self->start_hook) start_ahead(rk, self, parts);
       if (cooperative) {
         error = rd_kafka_incremental_assign(rk, parts);
       } else {
@@ -742,6 +778,7 @@ Status KafkaConsumer::commit(std::span<const KafkaOffset> offsets) {
 }
 
 void KafkaConsumer::on_revoke(KafkaRevokeHook hook) { state_->revoke_hook = std::move(hook); }
+void KafkaConsumer::on_assign(KafkaStartHook hook) { state_->start_hook = std::move(hook); }
 
 Status KafkaConsumer::commit() {
   rd_kafka_resp_err_t err = rd_kafka_commit(state_->rk.get(), nullptr, /*async=*/0);

@@ -123,6 +123,7 @@ class KafkaSource final : public Source {
                                           m.topic + "-" + std::to_string(m.partition) + "@" +
                                               std::to_string(m.offset));
     r.record.json = m.payload;
+    r.record.position = LogPosition{settings_.group, m.topic, m.partition, m.offset};
     r.handle = handle;
     r.deliveries = deliveries;
     batch.records.push_back(std::move(r));
@@ -148,8 +149,27 @@ Result<std::unique_ptr<Source>> open_kafka_source(const Url& url, const SourceOp
   }
   auto settings = kafka_settings(url, options.connection, extra);
   if (!settings) return settings.error();
+  // Positions the sinks hold beyond the group's commit (a crash between their commit and
+  // ours): read once, before the first assignment, and started from on assignment.
+  std::vector<KafkaOffset> start;
+  if (options.stored_positions) {
+    auto stored = options.stored_positions(settings->group, settings->topic);
+    if (!stored) return stored.error();
+    if (*stored) {
+      for (const auto& p : **stored) start.push_back({p.partition, p.offset + 1});
+    }
+  }
   auto consumer = KafkaConsumer::connect(*settings);
   if (!consumer) return consumer.error();
+  if (!start.empty()) {
+    consumer->on_assign([start](std::span<const int32_t> partitions) {
+      std::vector<KafkaOffset> out;
+      for (const auto& o : start) {
+        if (std::find(partitions.begin(), partitions.end(), o.partition) != partitions.end()) out.push_back(o);
+      }
+      return out;
+    });
+  }
   return std::unique_ptr<Source>(new KafkaSource(std::move(*settings), std::move(*consumer)));
 }
 

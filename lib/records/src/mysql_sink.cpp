@@ -1,10 +1,18 @@
 // MySQL sink: a batch becomes multi-row INSERT ... ON DUPLICATE KEY UPDATE statements in one
-// transaction, so it is durable all at once and a re-sent record changes nothing.
+// transaction, so it is durable all at once and a re-sent record changes nothing. Records
+// with a source position (Kafka) also store, in that transaction, the highest offset per
+// (group, topic, partition) in the positions table, and a record at or below its stored
+// position is answered durable without being written again: a crash between this commit and
+// the source's own cannot duplicate records that have no id (docs/architecture.md, "Source
+// positions").
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <unordered_map>
 
 #include <envkit/log.hpp>
 #include <envkit/mysql.hpp>
+#include <envkit/positions.hpp>
 #include <envkit/timefmt.hpp>
 #include "records_internal.hpp"
 
@@ -13,12 +21,67 @@ namespace {
 
 class MysqlSink : public Sink {
  public:
-  MysqlSink(Url url, SinkOptions options, std::string table, bool create)
-      : url_(std::move(url)), options_(std::move(options)), table_(std::move(table)), create_(create) {}
+  MysqlSink(Url url, SinkOptions options, std::string table, bool create, std::string positions_table)
+      : url_(std::move(url)),
+        options_(std::move(options)),
+        table_(std::move(table)),
+        create_(create),
+        positions_table_(std::move(positions_table)) {
+    // Test-only: the kill -9 test shows that without positions records without an id come
+    // out twice (tests/bats/queue-relay-positions.bats).
+    const char* off = std::getenv("ENVKIT_TEST_MYSQL_NO_POSITIONS");
+    bool disabled = off != nullptr && std::string_view(off) == "1";
+    keep_positions_ = options_.in_order && !disabled;
+  }
 
   std::string name() const override { return url_.redacted(); }
 
+  void answered_without(std::span<const Record> records, Outcome outcome) override {
+    if (outcome == Outcome::spooled) {
+      keeper_.forget(records);
+    } else if (outcome == Outcome::failed) {
+      keeper_.failed(records);
+    }
+  }
+
+  Result<std::optional<std::vector<LogPosition>>> stored_positions(std::string_view group,
+                                                                 std::string_view topic) override {
+    if (!keep_positions_) return std::optional<std::vector<LogPosition>>();
+    if (auto st = ensure_connected(); !st) return st.error();
+    if (auto st = ensure_positions_table(); !st) {
+      drop_connection();
+      return st.error();
+    }
+    std::map<PositionKeeper::Partition, int64_t> stored;
+    if (auto st = load_positions(std::string(group), std::string(topic), false, stored); !st) {
+      drop_connection();
+      return st.error();
+    }
+    std::vector<LogPosition> out;
+    for (const auto& [key, offset] : stored) {
+      out.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), offset});
+    }
+    return std::optional<std::vector<LogPosition>>(std::move(out));
+  }
+
   Result<std::vector<Delivery>> write(std::span<const Record> batch) override {
+    auto out = write_batch(batch);
+    if (!keep_positions_) return out;
+    // What was not written holds the positions back until it is (the source hands it out again).
+    if (!out) {
+      keeper_.failed(batch);
+      return out;
+    }
+    std::vector<Record> failed;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if ((*out)[i].outcome == Outcome::failed && batch[i].position) failed.push_back(batch[i]);
+    }
+    keeper_.failed(failed);
+    return out;
+  }
+
+ private:
+  Result<std::vector<Delivery>> write_batch(std::span<const Record> batch) {
     if (auto st = ensure_connected(); !st) return st.error();
     std::vector<JsonDocument> docs(batch.size());
     std::vector<Delivery> out(batch.size());
@@ -33,7 +96,7 @@ class MysqlSink : public Sink {
     }
     if (good.empty()) return out;
 
-    auto whole = insert_in_transaction(docs, good);
+    auto whole = insert_in_transaction(batch, docs, good);
     if (whole) {
       for (size_t i : good) out[i] = {Outcome::durable, {}};
       return out;
@@ -45,7 +108,7 @@ class MysqlSink : public Sink {
     // Some record is bad: insert one by one so the others still land and the bad one is named.
     for (size_t n = 0; n < good.size(); ++n) {
       size_t i = good[n];
-      auto one = insert_in_transaction(docs, std::span<const size_t>(&good[n], 1));
+      auto one = insert_in_transaction(batch, docs, std::span<const size_t>(&good[n], 1));
       if (one) {
         out[i] = {Outcome::durable, {}};
       } else if (one.error().code == Exit::data) {
@@ -59,7 +122,6 @@ class MysqlSink : public Sink {
     return out;
   }
 
- private:
   struct TableColumn {
     std::string name;
     Column::Kind kind;
@@ -166,8 +228,87 @@ class MysqlSink : public Sink {
     return Error{Exit::software, "unknown column kind"};
   }
 
-  // INSERT ... ON DUPLICATE KEY UPDATE in statements of bounded size, all in one transaction.
-  Status insert_in_transaction(const std::vector<JsonDocument>& docs, std::span<const size_t> which) {
+  // The positions table, created if missing: ours, so its schema needs no command. Keyed by
+  // the records' table too: two sinks into one database each hold their own records.
+  Status ensure_positions_table() {
+    if (positions_ready_) return {};
+    auto st = conn_->execute(
+        "CREATE TABLE IF NOT EXISTS " + quote_identifier(positions_table_) +
+        " (sink_table VARCHAR(64) NOT NULL, consumer_group VARCHAR(255) NOT NULL, topic VARCHAR(249) NOT NULL,"
+        " `partition` INT NOT NULL, `offset` BIGINT NOT NULL,"
+        " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),"
+        " PRIMARY KEY (sink_table, consumer_group, topic, `partition`))"
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin");
+    if (st) positions_ready_ = true;
+    return st;
+  }
+
+  // The stored offsets of a group's topic; `lock`: FOR UPDATE, inside the batch's transaction.
+  Status load_positions(const std::string& group, const std::string& topic, bool lock,
+                        std::map<PositionKeeper::Partition, int64_t>& stored) {
+    auto r = conn_->query("SELECT `partition`, `offset` FROM " + quote_identifier(positions_table_) +
+                          " WHERE sink_table = " + conn_->quote_string(table_) +
+                          " AND consumer_group = " + conn_->quote_string(group) +
+                          " AND topic = " + conn_->quote_string(topic) + (lock ? " FOR UPDATE" : ""));
+    if (!r) return r.error();
+    while (true) {
+      auto more = r->next_row();
+      if (!more) return more.error();
+      if (!*more) break;
+      auto partition = std::strtol(std::string(r->value(0).value_or("0")).c_str(), nullptr, 10);
+      auto offset = std::strtoll(std::string(r->value(1).value_or("-1")).c_str(), nullptr, 10);
+      stored[{group, topic, static_cast<int32_t>(partition)}] = offset;
+    }
+    return {};
+  }
+
+  Status store_positions(std::span<const LogPosition> positions) {
+    if (positions.empty()) return {};
+    std::string sql = "INSERT INTO " + quote_identifier(positions_table_) +
+                      " (sink_table, consumer_group, topic, `partition`, `offset`) VALUES ";
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const auto& p = positions[i];
+      sql += (i ? ", (" : "(") + conn_->quote_string(table_) + ", " + conn_->quote_string(p.group) + ", " + conn_->quote_string(p.topic) + ", " +
+             std::to_string(p.partition) + ", " + std::to_string(p.offset) + ")";
+    }
+    // Never backwards: a position only grows.
+    sql += " ON DUPLICATE KEY UPDATE `offset` = GREATEST(`offset`, VALUES(`offset`))";
+    return conn_->execute(sql);
+  }
+
+  // INSERT ... ON DUPLICATE KEY UPDATE in statements of bounded size, all in one transaction,
+  // with the records' source positions when they have them; records already held by their
+  // stored position are not written again.
+  Status insert_in_transaction(std::span<const Record> batch, const std::vector<JsonDocument>& docs,
+                               std::span<const size_t> which) {
+    std::vector<Record> positioned;  // `which`'s records, for the keeper (it reads positions only)
+    if (keep_positions_) {
+      for (size_t i : which) {
+        if (batch[i].position) positioned.push_back({{}, {}, batch[i].position});
+      }
+    }
+    if (!positioned.empty()) {
+      if (auto st = ensure_positions_table(); !st) return st;
+    }
+    if (auto st = conn_->execute("START TRANSACTION"); !st) return st;
+    std::vector<bool> held(batch.size(), false);
+    PositionKeeper::Plan plan;
+    if (!positioned.empty()) {
+      std::map<PositionKeeper::Partition, int64_t> stored;
+      std::map<std::pair<std::string, std::string>, bool> logs;
+      for (const auto& r : positioned) logs[{r.position->group, r.position->topic}] = true;
+      for (const auto& [log, unused] : logs) {
+        if (auto st = load_positions(log.first, log.second, true, stored); !st) {
+          (void)conn_->execute("ROLLBACK");
+          return st;
+        }
+      }
+      plan = keeper_.plan(positioned, stored);
+      size_t k = 0;
+      for (size_t i : which) {
+        if (batch[i].position) held[i] = plan.held[k++];
+      }
+    }
     std::vector<std::string> names;
     for (const auto& column : columns_) names.push_back(column.name);
     // A no-op update: a duplicate of the unique key leaves the stored row as it was.
@@ -181,6 +322,7 @@ class MysqlSink : public Sink {
     };
     std::vector<const JsonValue*> values(columns_.size());
     for (size_t i : which) {
+      if (held[i]) continue;  // stored with an earlier batch: writing it again would duplicate it
       // One pass over the record's members puts each under its column.
       std::fill(values.begin(), values.end(), nullptr);
       for (auto m = docs[i].MemberBegin(); m != docs[i].MemberEnd(); ++m) {
@@ -210,13 +352,23 @@ class MysqlSink : public Sink {
       (void)conn_->execute("ROLLBACK");
       return st;
     }
-    return conn_->execute("COMMIT");
+    if (auto st = store_positions(plan.store); !st) {
+      (void)conn_->execute("ROLLBACK");
+      return st;
+    }
+    if (auto st = conn_->execute("COMMIT"); !st) return st;
+    keeper_.written(positioned);
+    return {};
   }
 
   Url url_;
   SinkOptions options_;
   std::string table_;
   bool create_;
+  std::string positions_table_;
+  bool keep_positions_ = true;
+  bool positions_ready_ = false;  // the positions table exists
+  PositionKeeper keeper_;
   std::unique_ptr<MysqlConnection> conn_;
   std::vector<TableColumn> columns_;
   std::unordered_map<std::string_view, size_t> column_of_;  // views into columns_' names
@@ -232,8 +384,11 @@ Result<std::unique_ptr<Sink>> open_mysql_sink(Url url, const SinkOptions& option
   if (create != "true" && create != "false" && create != "1" && create != "0") {
     return Error{Exit::usage, url.redacted() + ": create must be true or false"};
   }
+  std::string positions = url.param("positions").value_or("envkit_positions");
+  if (positions.empty()) return Error{Exit::usage, url.redacted() + ": positions= names a table"};
   std::string t = *table;
-  return std::unique_ptr<Sink>(new MysqlSink(std::move(url), options, t, create == "true" || create == "1"));
+  return std::unique_ptr<Sink>(
+      new MysqlSink(std::move(url), options, t, create == "true" || create == "1", std::move(positions)));
 }
 
 }  // namespace envkit

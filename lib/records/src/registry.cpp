@@ -2,9 +2,11 @@
 #include <envkit/registry.hpp>
 
 #include <functional>
+#include <map>
 
 #include <envkit/amqp.hpp>
 #include <envkit/kafka.hpp>
+#include <envkit/log.hpp>
 
 #include "records_internal.hpp"
 
@@ -64,7 +66,9 @@ const Connector kConnectors[] = {
      "file:PATH[?offset-file=OFF]: as -; OFF keeps how many lines are settled, and a later run starts there",
      "file:PATH: JSON Lines, appended and fsynced a batch"},
     {"mysql", nullptr, mysql_sink, "",
-     "mysql://user@host/db?table=T[&create=true]: multi-row idempotent inserts, one transaction a batch"},
+     "mysql://user@host/db?table=T[&create=true][&positions=P]: multi-row idempotent inserts, one transaction a batch;\n"
+     "    a Kafka record's offset goes into table P (envkit_positions, created if missing) in the same transaction, and\n"
+     "    a record at or below its partition's stored offset is not written again (with --workers 1)"},
     {"redis", redis_source, redis_sink,
      // Two forms; the line break keeps --help readable.
      "redis://host/0?stream=S&group=G[&consumer=NAME][&claim-idle=MS][&create=true][&field=F]: consumer group;\n"
@@ -128,6 +132,39 @@ Result<std::unique_ptr<Source>> open_source(std::string_view url_text, const Sou
     if (auto st = resolve_password(*url, {options.password_file, options.url_from_argv}); !st) return st.error();
   }
   return c->open_source(*url, options);
+}
+
+std::function<Result<std::optional<std::vector<LogPosition>>>(std::string_view, std::string_view)>
+sinks_stored_positions(std::vector<std::string> urls, SinkOptions options) {
+  using Positions = std::optional<std::vector<LogPosition>>;
+  return [urls = std::move(urls), options = std::move(options)](std::string_view group,
+                                                                 std::string_view topic) -> Result<Positions> {
+    std::optional<std::map<int32_t, LogPosition>> lowest;
+    for (const auto& url : urls) {
+      auto sink = open_sink(url, options);
+      if (!sink) return sink.error();
+      auto held = (*sink)->stored_positions(group, topic);
+      if (!held) {
+        log_warning((*sink)->name() + ": reading its source positions: " + held.error().message +
+                    " (starting from the group's commit)");
+        return Positions();
+      }
+      if (!*held) return Positions();
+      std::map<int32_t, LogPosition> these;
+      for (const auto& p : **held) these[p.partition] = p;
+      if (!lowest) {
+        lowest = std::move(these);
+        continue;
+      }
+      // A partition only one sink has a position for starts from the commit.
+      std::erase_if(*lowest, [&](const auto& kv) { return !these.contains(kv.first); });
+      for (auto& [partition, p] : *lowest) p.offset = std::min(p.offset, these[partition].offset);
+    }
+    if (!lowest) return Positions();
+    std::vector<LogPosition> out;
+    for (auto& [partition, p] : *lowest) out.push_back(std::move(p));
+    return Positions(std::move(out));
+  };
 }
 
 Result<std::unique_ptr<Sink>> open_sink(std::string_view url_text, const SinkOptions& options) {

@@ -74,6 +74,7 @@ void SpooledSink::keep(std::span<const Record> records, const std::string& why, 
     log_error(sink_->name() + ": " + std::to_string(records.size()) +
               " records not delivered and no --spool to keep them: " + why);
     answer(Outcome::failed, why);
+    sink_->answered_without(records, Outcome::failed);
     return;
   }
   std::lock_guard lock(spool_->mutex);
@@ -81,10 +82,12 @@ void SpooledSink::keep(std::span<const Record> records, const std::string& why, 
     counters_.failed += records.size();
     log_error(sink_->name() + ": " + std::to_string(records.size()) + " records not kept: " + st.error().message);
     answer(Outcome::failed, st.error().message);
+    sink_->answered_without(records, Outcome::failed);
     stop_with(st.error());
     return;
   }
   counters_.spooled += records.size();
+  sink_->answered_without(records, Outcome::spooled);
   answer(Outcome::spooled, {});
 }
 

@@ -133,6 +133,12 @@ struct KafkaOffset {
 using KafkaRevokeHook =
     std::function<std::vector<KafkaOffset>(std::span<const int32_t> partitions, bool lost)>;
 
+/// Called when the group assigns partitions of the topic to this consumer, before it reads
+/// them: returns positions (the next offset to read) that someone else already holds the
+/// records below (a sink that stores source positions). A partition whose returned position
+/// is ahead of the group's commit starts there instead.
+using KafkaStartHook = std::function<std::vector<KafkaOffset>(std::span<const int32_t> partitions)>;
+
 /// A group consumer subscribed to the URL's topic, at-least-once: nothing is committed
 /// automatically; the caller marks messages done (store) once the sink has them, and
 /// commit() makes the marks durable in the group. Not thread-safe: one per thread.
@@ -164,6 +170,8 @@ class KafkaConsumer {
   /// the destructor, on the caller's thread. The consumer assigns and unassigns partitions
   /// itself, with the eager or the cooperative protocol, whichever the group uses.
   void on_revoke(KafkaRevokeHook hook);
+  /// Installs the hook run on every assignment, inside next() on the caller's thread.
+  void on_assign(KafkaStartHook hook);
 
   const std::string& endpoint() const;
   rd_kafka_s* handle() const;

@@ -3,9 +3,19 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace envkit {
+
+/// A record's place in a log read by a consumer group: Kafka's (group, topic, partition,
+/// offset). Offsets grow within a partition in the order the log hands records out.
+struct LogPosition {
+  std::string group;
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
 
 /// One record: a JSON object as text, and an id that is the same every time the same record
 /// is produced (sensor-push: city + observed time; queue-relay: the message's id), so a sink
@@ -13,6 +23,9 @@ namespace envkit {
 struct Record {
   std::string id;
   std::string json;
+  /// Where the record sits in a source that has positions (a Kafka partition's offset), so
+  /// a sink can store it with the record (docs/architecture.md, "Source positions").
+  std::optional<LogPosition> position = std::nullopt;
 };
 
 /// What became of one record at one destination.

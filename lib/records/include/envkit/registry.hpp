@@ -3,11 +3,13 @@
 // and nowhere else; a new connector is one row (docs/architecture.md, "Adding a connector").
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <envkit/connection.hpp>
 #include <envkit/sink.hpp>
@@ -25,6 +27,11 @@ struct SourceOptions {
   /// This process's name in a consumer group (Redis stream consumer, Kafka client.id);
   /// empty: "<hostname>-<pid>".
   std::string consumer;
+  /// For a source with positions (Kafka): the positions the sinks already hold a consumer
+  /// group's topic up to (Sink::stored_positions; nullopt when a sink keeps none). A
+  /// partition whose stored position is ahead of the group's commit resumes after it.
+  std::function<Result<std::optional<std::vector<LogPosition>>>(std::string_view group, std::string_view topic)>
+      stored_positions;
 };
 
 /// One row of the registry.
@@ -52,5 +59,12 @@ Result<std::unique_ptr<Source>> open_source(std::string_view url_text, const Sou
 /// down at start-up can be spooled for instead of failing the run. Errors: Exit::usage for
 /// a URL or parameter that makes no sense for the scheme.
 Result<std::unique_ptr<Sink>> open_sink(std::string_view url_text, const SinkOptions& options);
+
+/// SourceOptions::stored_positions for the sinks at `urls`: per partition the lowest position
+/// they all hold, when every one of them keeps positions; nullopt when one keeps none (the
+/// others may then lack records below a position) or cannot be asked now (logged: the source
+/// starts from its commit, and sinks still skip what they hold).
+std::function<Result<std::optional<std::vector<LogPosition>>>(std::string_view, std::string_view)>
+sinks_stored_positions(std::vector<std::string> urls, SinkOptions options);
 
 }  // namespace envkit

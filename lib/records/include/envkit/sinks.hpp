@@ -42,6 +42,10 @@ struct SinkOptions {
   std::optional<std::string> password_file;
   bool url_from_argv = true;               ///< warn when the URL holds a password
   std::optional<TableSchema> table_schema;  ///< MySQL: the table to create
+  /// Each instance of the sink gets the records of a source partition in the source's order
+  /// (one pipeline worker). Source positions are kept only then (MySQL: "Source positions"
+  /// in docs/architecture.md); with parallel writers a later batch could commit first.
+  bool in_order = true;
 };
 
 
