@@ -189,7 +189,7 @@ rebalance_killed_and_resumed() {
   rebalance_killed_and_resumed redis 10
 }
 
-@test "rebalance: --switch replaces the live map; another run's state is refused (78); a held state is 75" {
+@test "rebalance: --switch replaces the live map, and a resumed switch keeps what was written through it; another run's state is refused (78); a held state is 75" {
   maps redis
   redis-cli -p "$R1_PORT" FLUSHALL >/dev/null
   redis-cli -p "$R2_PORT" FLUSHALL >/dev/null
@@ -208,6 +208,18 @@ rebalance_killed_and_resumed() {
   cmp "$BATS_TEST_TMPDIR/new.yaml" "$BATS_TEST_TMPDIR/live.yaml"
   run -0 --separate-stderr shard-route verify --map "$BATS_TEST_TMPDIR/live.yaml" -n products
   jq -e '.phase == "done"' "$state"
+  # Killed after installing the map, before the state said so: the run that resumes finds
+  # MAP already NEW and must not copy the old shard's documents over what writers wrote
+  # through it since; it deletes the old copies.
+  jq -c '.phase = "switch"' "$state" >"$state.tmp" && mv "$state.tmp" "$state"
+  echo '{"name": "gato7", "v": "old"}' | shard-route put --map "$BATS_TEST_TMPDIR/old.yaml" -n products
+  echo '{"name": "gato7", "v": "new"}' | shard-route put --map "$BATS_TEST_TMPDIR/live.yaml" -n products
+  run -0 --separate-stderr shard-route rebalance "$BATS_TEST_TMPDIR/old.yaml" "$BATS_TEST_TMPDIR/new.yaml" \
+    -n products --state "$state" --switch "$BATS_TEST_TMPDIR/live.yaml"
+  jq -e '.resumed_at == "switch" and .verified == 0 and .repaired == 0 and .deleted == 1' <<<"$output"
+  run -0 shard-route get --map "$BATS_TEST_TMPDIR/live.yaml" -n products gato7
+  assert_output '{"name": "gato7", "v": "new"}'
+  run -0 --separate-stderr shard-route verify --map "$BATS_TEST_TMPDIR/live.yaml" -n products
   # The same state file with other maps: refused before anything is touched.
   run -78 --separate-stderr shard-route rebalance "$BATS_TEST_TMPDIR/new.yaml" "$BATS_TEST_TMPDIR/old.yaml" -n products --state "$state"
   [[ $stderr == *"$state: the state of another rebalance"* ]] || fail "$stderr"

@@ -10,9 +10,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -345,16 +345,24 @@ Result<envkit::Exit> run_rebalance(const Config& config) {
       // MAP.lock shared for each run; with it held exclusively none is writing, so one more
       // verify pass catches what they wrote through the old map since the last one, and the
       // next of them reads the new map.
+      // Held until the state says the switch is done. A run killed after installing the
+      // map but before that finds MAP already NEW: writers may have written through it
+      // since, so it must not verify (copy the old documents again) but go on.
       auto section = envkit::FileLock::acquire(config.switch_path + ".lock", config.connection.io_timeout);
       if (!section) return section.error().context("waiting for the writers of " + config.switch_path);
-      if (auto st = r.verify(kVerifyPasses, true); !st) return st.error();
-      auto file = envkit::AtomicFile::create(config.switch_path, 0644);
-      if (!file) return file.error();
-      if (auto st = file->write(new_text); !st) return st.error();
-      if (auto st = file->commit(); !st) return st.error();
-      envkit::log_info("switch: " + config.switch_path + " is now " + new_path);
+      auto live = envkit::read_file(config.switch_path, new_text.size() + 1);
+      if (!live || *live != new_text) {
+        if (auto st = r.verify(kVerifyPasses, true); !st) return st.error();
+        auto file = envkit::AtomicFile::create(config.switch_path, 0644);
+        if (!file) return file.error();
+        if (auto st = file->write(new_text); !st) return st.error();
+        if (auto st = file->commit(); !st) return st.error();
+        envkit::log_info("switch: " + config.switch_path + " is now " + new_path);
+      }
+      if (auto st = advance(Phase::delete_moved); !st) return st.error();
+    } else if (auto st = advance(Phase::delete_moved); !st) {
+      return st.error();
     }
-    if (auto st = advance(Phase::delete_moved); !st) return st.error();
   }
   if (state.phase == Phase::delete_moved) {
     if (auto st = r.delete_moved(); !st) return st.error();
