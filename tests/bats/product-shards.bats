@@ -25,13 +25,7 @@ setup() {
 }
 
 # A figure of STEP: KEY.SUBKEY...
-figure() {
-  python3 -c 'import json,sys
-r = json.load(open(sys.argv[1]))
-v = next(s["figures"] for s in r["steps"] if s["step"] == sys.argv[2])
-for k in sys.argv[3].split("."): v = v[k]
-print(str(v).lower() if isinstance(v, bool) else v)' "$SHOP_WORK/report.json" "$1" "$2"
-}
+figure() { scenario_figure "$SHOP_WORK/report.json" "$1" "$2"; }
 
 @test "the scenario passes: placed, a primary stopped with nothing lost, rebalanced under writes, a shard restored" {
   cat "$SHOP_WORK.stderr"

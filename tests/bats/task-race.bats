@@ -26,13 +26,7 @@ setup() {
 }
 
 # A figure of STEP: KEY.SUBKEY...
-figure() {
-  python3 -c 'import json,sys
-r = json.load(open(sys.argv[1]))
-v = next(s["figures"] for s in r["steps"] if s["step"] == sys.argv[2])
-for k in sys.argv[3].split("."): v = v[k]
-print(str(v).lower() if isinstance(v, bool) else v)' "$RACE_WORK/report.json" "$1" "$2"
-}
+figure() { scenario_figure "$RACE_WORK/report.json" "$1" "$2"; }
 
 @test "the scenario passes: the safe server keeps all 120 tasks, the unsafe one loses some, unknown answers are not losses" {
   cat "$RACE_WORK.stderr"

@@ -34,11 +34,7 @@ setup() {
 # The report through jq (a python3 per figure costs seconds on a busy machine).
 step_ok() { jq -r --arg step "$1" '.steps[] | select(.step == $step) | .ok' "$TWEETS_WORK/report.json"; }
 # A figure of STEP: KEY.SUBKEY... (a number indexes a list).
-figure() {
-  jq -r --arg step "$1" --arg path "$2" \
-    '.steps[] | select(.step == $step) | .figures | getpath($path | split(".") | map(tonumber? // .))' \
-    "$TWEETS_WORK/report.json"
-}
+figure() { scenario_figure "$TWEETS_WORK/report.json" "$1" "$2"; }
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 check() { python3 "$SCENARIO/check.py" "$@"; }
 check_stored() { check stored "$TWEETS_WORK/sent.jsonl" "$REDIS_AT" "$AGGREGATES" kafka rabbitmq; }

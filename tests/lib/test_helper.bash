@@ -78,3 +78,10 @@ kill_at_progress() {
   kill -KILL "$pid"
   wait "$pid" 2>/dev/null || true
 }
+
+# scenario_figure REPORT STEP PATH: a figure of a scenario's --json report, the value at
+# PATH (dot-separated keys, numbers index arrays) in STEP's figures; booleans as true/false.
+scenario_figure() {
+  jq -r --arg step "$2" --arg path "$3" \
+    '.steps[] | select(.step == $step) | .figures | getpath($path | split(".") | map(tonumber? // .))' "$1"
+}
