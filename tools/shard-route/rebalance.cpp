@@ -108,17 +108,7 @@ class Rebalancer {
   // copy: every document of every old shard whose key the new map places on another store
   // is written there (batched per target).
   Status copy() {
-    auto st = each_moving("copy", [&](int, int to, std::string key, std::string_view json) -> Status {
-      auto& batch = pending_[to];
-      batch.push_back({std::move(key), std::string(json)});
-      if (batch.size() >= batch_) return flush(to);
-      return {};
-    }, true);
-    if (!st) return st;
-    for (auto& [to, batch] : pending_) {
-      if (auto f = flush(to); !f) return f;
-    }
-    return {};
+    return each_moving_batch("copy", [&](int to) { return flush(to); }, true);
   }
 
   // verify: every moving document is read back from its target (a batch a query) and
@@ -129,16 +119,7 @@ class Rebalancer {
   Status verify(int passes, bool converge) {
     for (int pass = 1; pass <= passes; ++pass) {
       uint64_t repaired = counts_.repaired;
-      auto st = each_moving("verify", [&](int, int to, std::string key, std::string_view json) -> Status {
-        auto& batch = pending_[to];
-        batch.push_back({std::move(key), std::string(json)});
-        if (batch.size() >= batch_) return check(to);
-        return {};
-      }, false);
-      if (!st) return st;
-      for (auto& [to, batch] : pending_) {
-        if (auto c = check(to); !c) return c;
-      }
+      if (auto st = each_moving_batch("verify", [&](int to) { return check(to); }, false); !st) return st;
       if (counts_.repaired == repaired || !converge) return {};
       envkit::log_info("verify pass " + std::to_string(pass) + ": " + std::to_string(counts_.repaired - repaired) +
                        " copies missing or different, written again");
@@ -189,6 +170,21 @@ class Rebalancer {
   }
 
  private:
+  // each_moving() with the moving documents gathered per target and handed to `drain(to)`
+  // a batch at a time, the last part batches included.
+  Status each_moving_batch(const char* phase, const std::function<Status(int to)>& drain, bool count) {
+    auto st = each_moving(phase, [&](int, int to, std::string key, std::string_view json) -> Status {
+      auto& batch = pending_[to];
+      batch.push_back({std::move(key), std::string(json)});
+      return batch.size() >= batch_ ? drain(to) : Status{};
+    }, count);
+    if (!st) return st;
+    for (auto& [to, batch] : pending_) {
+      if (auto d = drain(to); !d) return d;
+    }
+    return {};
+  }
+
   using Visit = std::function<Status(int from, int to, std::string key, std::string_view json)>;
 
   // Calls `visit` for every document of every old shard that the new map places on another
