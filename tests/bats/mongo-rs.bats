@@ -189,8 +189,8 @@ YAML
   assert_output 3000
   run -0 --separate-stderr shard-route verify --map "$BATS_TEST_TMPDIR/map.yaml" -n products -v
   [[ $stderr == *"3000 documents on 1 shards: 3000 where the map says, 0 misplaced"* ]] || fail "$stderr"
-  run -0 shard-route get --map "$BATS_TEST_TMPDIR/map.yaml" -n products p1 p1500 p3000
-  [ "${#lines[@]}" -eq 3 ]
+  run -0 --separate-stderr shard-route get --map "$BATS_TEST_TMPDIR/map.yaml" -n products p1 p1500 p3000
+  [ "${#lines[@]}" -eq 3 ] || fail "get printed ${#lines[@]} lines: $output; stderr: $stderr"
   restart_mongo_rs_member rsA "$old" >/dev/null
 }
 
