@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-# weather-tweets' own checks, independent of the commands they grade: sensor-push's record of
-# every report it sent (its file sink, sent.jsonl) against what Redis holds under each
-# broker's keys, the aggregates recomputed here from sent.jsonl against Redis's, the Kafka
-# topic as kcat reads it, and the poison reports against the REST front's answers and its
+# weather-tweets' own checks, independent of the commands they grade: the generators' record
+# of every report sent (sent.jsonl: sensor-push's file sink and Locust's tweets answered 202)
+# against what Redis holds under each broker's keys, the aggregates recomputed here from
+# sent.jsonl against Redis's, the Kafka topic as kcat reads it, and the poison reports against the REST front's answers and its
 # dead letters. Redis is read over its own protocol (RESP, below), not through queue-relay.
 #
 #   check.py stored SENT REDIS SPECS BROKER...      every report once per broker, TTL > 0,

@@ -80,11 +80,11 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
   gen k | queue-relay --from - --to "kafka://$KAFKA_BOOTSTRAP/weather"
   gen a | queue-relay --from - --to "$RABBITMQ_URL?queue=$q"
   queue-relay --from "kafka://$KAFKA_BOOTSTRAP/weather?group=cmp$BATS_TEST_NUMBER" --to "$redis" \
-    --timestamp-field reported_at --exit-when-idle 8s --stats-file "$BATS_TEST_TMPDIR/kafka.json" &
+    --timestamp-field observed_at --exit-when-idle 8s --stats-file "$BATS_TEST_TMPDIR/kafka.json" &
   kafka=$!
   # The password in the URL itself, to show the stats file never repeats it.
   queue-relay --from "${RABBITMQ_URL/envkit@/envkit:$RABBITMQ_PASSWORD@}?queue=$q&prefetch=500" --to "$redis" \
-    --timestamp-field reported_at --exit-when-idle 2s --stats-file "$BATS_TEST_TMPDIR/amqp.json"
+    --timestamp-field observed_at --exit-when-idle 2s --stats-file "$BATS_TEST_TMPDIR/amqp.json"
   ! grep -qF "$RABBITMQ_PASSWORD" "$BATS_TEST_TMPDIR/amqp.json"
   wait "$kafka"
   for f in kafka amqp; do
@@ -118,13 +118,17 @@ start_ingest() {
   done
 }
 
-# Locust, headless, against the ingest on port $1 for $2 seconds, as phase $3 (id prefix):
-# the ids it sent in $BATS_TEST_TMPDIR/$3.sent, every answer (id, status, reason) in $3.tsv.
+# Locust, headless, with weather-tweets' locustfile (compose/weather-tweets/locust) posting
+# to /reports without waits, against the ingest on port $1 for $2 seconds, as phase $3 (id
+# prefix): the ids it sent in $BATS_TEST_TMPDIR/$3.sent, every answer (id, status, reason)
+# in $3.tsv.
 locust_phase() {
-  REPORTS_LOG=$BATS_TEST_TMPDIR/$3.tsv REPORTS_SENT=$BATS_TEST_TMPDIR/$3.sent REPORTS_PHASE=$3 \
-    timeout $(($2 + 30)) locust -f "$ENVKIT_SOURCE_DIR/tests/lib/locust_reports.py" --headless \
+  TWEETS_PATH=/reports TWEETS_RATE=0 TWEETS_PREFIX=$3 TWEETS_SENT=$BATS_TEST_TMPDIR/$3.sent \
+    TWEETS_ANSWERS=$BATS_TEST_TMPDIR/$3.answers timeout $(($2 + 30)) \
+    locust -f "$ENVKIT_SOURCE_DIR/compose/weather-tweets/locust/locustfile.py" --headless \
     -u 8 -r 8 -t "${2}s" --host "http://127.0.0.1:$1" --only-summary --exit-code-on-error 0 \
     >"$BATS_TEST_TMPDIR/locust.$3.out" 2>&1
+  jq -r '[.report.id, .status, .reason] | @tsv' "$BATS_TEST_TMPDIR/$3.answers" >"$BATS_TEST_TMPDIR/$3.tsv"
   sort -o "$BATS_TEST_TMPDIR/$3.sent" "$BATS_TEST_TMPDIR/$3.sent"
 }
 
@@ -140,7 +144,7 @@ answered() { awk -F'\t' -v s="$2" '$2 == s { print $1 }' "$BATS_TEST_TMPDIR/$1.t
   # answer-within well above the sink's connect timeout: with the sink down every answer is
   # the pipeline's own "not kept", never a timeout that leaves the record queued.
   start_ingest "$port" '?answer-within=10000' --to "$sink" --connect-timeout 1s --timeout 2s \
-    --timestamp-field reported_at --stats-file stats.json
+    --timestamp-field observed_at --stats-file stats.json
 
   locust_phase "$port" 4 down
   (($(wc -l < down.tsv) >= 3))
@@ -161,7 +165,7 @@ answered() { awk -F'\t' -v s="$2" '$2 == s { print $1 }' "$BATS_TEST_TMPDIR/$1.t
   [ ! -s lost ] || { echo "202'd and not in Redis: $(head -5 lost)"; false; }
   first=$(head -1 accepted)
   redis-cli -p "$LOCUST_PORT" get "report:$first" | jq -e --arg id "$first" \
-    '.id == $id and (.municipality | type) == "string" and (.reported_at | endswith("Z"))'
+    '.id == $id and (.municipality | type) == "string" and (.observed_at | endswith("Z"))'
   # None of the 503'd reports was kept behind the client's back once the sink came back
   # (the client retries a 503: a record kept anyway would be stored twice, as a new report).
   comm -12 refused held > kept
@@ -170,7 +174,7 @@ answered() { awk -F'\t' -v s="$2" '$2 == s { print $1 }' "$BATS_TEST_TMPDIR/$1.t
   # an answer (no promise either way) may have been stored once the sink was back.
   sort -m up.sent <(comm -23 down.sent <(cut -f1 down.tsv | sort)) > unpromised_or_up
   [ -z "$(comm -23 held unpromised_or_up)" ]
-  # --stats timed every acked report from its reported_at.
+  # --stats timed every acked report from its observed_at.
   acked=$(stat stats.json .records.acked)
   ((acked >= $(wc -l < accepted)))
   [ "$(stat stats.json .end_to_end_ms.timed)" -eq "$acked" ]

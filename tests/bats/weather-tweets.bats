@@ -14,7 +14,7 @@ setup_file() {
   # One run of the whole scenario, its servers kept so the tests below can inspect Redis
   # and break it on purpose.
   local status=0
-  "$SCENARIO/run" --keep --workdir "$TWEETS_WORK" --json "$TWEETS_WORK/report.json" --reports 1000 \
+  "$SCENARIO/run" --keep --workdir "$TWEETS_WORK" --json "$TWEETS_WORK/report.json" --reports 1000 --locust 200 \
     >"$TWEETS_WORK.stdout" 2>"$TWEETS_WORK.stderr" || status=$?
   echo "$status" >"$TWEETS_WORK.status"
 }
@@ -91,21 +91,27 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   assert_output --partial "poison 'null temperature': 0 dead letters hold it, not 1"
 }
 
-@test "load, writers, consumers: 1000 sent and accepted, all in the Kafka topic, each consumer acked 1000" {
+@test "load, writers, consumers: 1000 from sensor-push and 200 from Locust, all accepted and in the Kafka topic, each consumer acked 1200" {
   [ "$(step_ok load)" = true ]
   [ "$(figure load sent)" -eq 1000 ]
   [ "$(figure load accepted)" -eq 1000 ]
   [ "$(figure load exit)" -eq 0 ]
-  [ "$(wc -l <"$TWEETS_WORK/sent.jsonl")" -eq 1000 ]
+  [ "$(figure load locust.sent)" -eq 200 ]
+  [ "$(figure load locust.accepted)" -eq 200 ]
+  [ "$(figure load locust.statuses.202)" -eq 200 ]
+  [ "$(figure load total)" -eq 1200 ]
+  [ "$(wc -l <"$TWEETS_WORK/sent.jsonl")" -eq 1200 ]
+  # Locust's tweets, each answered 202, are in the record the checks read.
+  [ "$(grep -c '"id":"locust-' "$TWEETS_WORK/sent.jsonl")" -eq 200 ]
   [ "$(step_ok writers)" = true ]
-  [ "$(figure writers topic.reports)" -eq 1000 ]
+  [ "$(figure writers topic.reports)" -eq 1200 ]
   [ "$(figure writers topic.missing)" -eq 0 ]
   [ "$(figure writers spool_pending)" -eq 0 ]
   [ "$(step_ok consumers)" = true ]
   local b
   for b in kafka rabbitmq; do
     [ "$(figure consumers "$b.exit")" -eq 0 ]
-    [ "$(figure consumers "$b.stats.records.acked")" -eq 1000 ]
+    [ "$(figure consumers "$b.stats.records.acked")" -eq 1200 ]
     [ "$(figure consumers "$b.stats.records.dead")" -eq 0 ]
   done
   [ "$(figure consumers queue_messages)" -eq 0 ]
@@ -129,7 +135,7 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [ "$(step_ok stored)" = true ]
   local b
   for b in kafka rabbitmq; do
-    [ "$(figure stored "brokers.$b.stored")" -eq 1000 ]
+    [ "$(figure stored "brokers.$b.stored")" -eq 1200 ]
     [ "$(figure stored "brokers.$b.missing")" -eq 0 ]
     [ "$(figure stored "brokers.$b.unexpected")" -eq 0 ]
     [ "$(figure stored "brokers.$b.without_ttl")" -eq 0 ]
@@ -181,8 +187,8 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
     [ "$(figure aggregates "brokers.$b.wrong")" -eq 0 ]
   done
   # Grafana reads the hashes: a count per municipality sums to the reports sent.
-  [ "$(rcli hvals agg:kafka:count:municipality | paste -sd+ | bc)" -eq 1000 ]
-  [ "$(rcli hvals agg:rabbitmq:count:weather | paste -sd+ | bc)" -eq 1000 ]
+  [ "$(rcli hvals agg:kafka:count:municipality | paste -sd+ | bc)" -eq 1200 ]
+  [ "$(rcli hvals agg:rabbitmq:count:weather | paste -sd+ | bc)" -eq 1200 ]
   run -0 check_aggregates
 }
 
@@ -207,7 +213,7 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [ "$(step_ok compare)" = true ]
   local i p50 p90 p99
   for i in 0 1; do
-    [ "$(figure compare "brokers.$i.end_to_end_ms.timed")" -eq 1000 ]
+    [ "$(figure compare "brokers.$i.end_to_end_ms.timed")" -eq 1200 ]
     [ "$(figure compare "brokers.$i.end_to_end_ms.untimed")" -eq 0 ]
     p50=$(figure compare "brokers.$i.end_to_end_ms.p50") p90=$(figure compare "brokers.$i.end_to_end_ms.p90")
     p99=$(figure compare "brokers.$i.end_to_end_ms.p99")
