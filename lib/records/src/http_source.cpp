@@ -15,13 +15,16 @@ namespace {
 
 using namespace std::chrono;
 
-// One POST: its records' verdicts, filled in by settle() while the handler waits.
+// One POST: its records' verdicts, filled in by settle() while the handler waits. The
+// handler waits on this request's own condition variable, which settle() notifies once, when
+// the last of its records is settled: a settle wakes only the handlers it answers.
 struct Ingest {
   std::vector<std::string> ids;
   std::vector<Verdict> verdicts;
   std::vector<std::string> reasons;
   size_t open = 0;  // records not yet settled
   bool abandoned = false;
+  std::condition_variable settled;
 };
 
 class HttpIngestSource final : public Source {
@@ -31,13 +34,14 @@ class HttpIngestSource final : public Source {
 
   ~HttpIngestSource() override {
     // Whatever is still queued was never handed out: its clients are told to come back.
+    std::vector<std::shared_ptr<Ingest>> answered;
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
-      for (auto& q : queue_) settle_locked(q.handle, Verdict::retry, "the relay is stopping");
+      for (auto& q : queue_) settle_locked(q.handle, Verdict::retry, "the relay is stopping", answered);
       queue_.clear();
     }
-    settled_cv_.notify_all();
+    for (const auto& in : answered) in->settled.notify_one();
     if (server_) server_->stop(seconds(5));
   }
 
@@ -73,23 +77,29 @@ class HttpIngestSource final : public Source {
     }
     if (lines.empty()) return HttpReply::text(400, "empty body: POST a JSON object, JSON Lines or a JSON array\n");
 
+    // Ids are worked out before the lock: parsing is the handler's own work, not the queue's.
     auto ingest = std::make_shared<Ingest>();
-    std::unique_lock lock(mutex_);
-    if (stopping_) return busy("the relay is stopping");
-    if (queue_.size() + lines.size() > max_queued_) return busy("the relay is full");
+    ingest->ids.reserve(lines.size());
+    for (const auto& line : lines) {
+      JsonDocument doc;
+      doc.Parse(line.data(), line.size());
+      ingest->ids.push_back(doc.HasParseError() ? content_id(line) : record_id(doc, content_id(line)));
+    }
     ingest->open = lines.size();
     ingest->verdicts.assign(lines.size(), Verdict::retry);
     ingest->reasons.resize(lines.size());
+    std::unique_lock lock(mutex_);
+    if (stopping_) return busy("the relay is stopping");
+    if (queue_.size() + lines.size() > max_queued_) return busy("the relay is full");
     for (size_t i = 0; i < lines.size(); ++i) {
-      JsonDocument doc;
-      doc.Parse(lines[i].data(), lines[i].size());
-      std::string id = doc.HasParseError() ? content_id(lines[i]) : record_id(doc, content_id(lines[i]));
-      ingest->ids.push_back(id);
       uint64_t handle = outstanding_.add({ingest, i});
-      queue_.push_back({{std::move(id), std::move(lines[i])}, handle, 1, steady_clock::now()});
+      queue_.push_back({{ingest->ids[i], std::move(lines[i])}, handle, 1, steady_clock::now()});
     }
+    // Notified unlocked, so the pipeline's thread does not wake only to wait for this mutex.
+    lock.unlock();
     queued_cv_.notify_one();
-    bool answered = settled_cv_.wait_for(lock, answer_within_, [&] { return ingest->open == 0; });
+    lock.lock();
+    bool answered = ingest->settled.wait_for(lock, answer_within_, [&] { return ingest->open == 0; });
     if (!answered) {
       ingest->abandoned = true;
       return busy("no answer from the sinks within " + std::to_string(answer_within_.count()) + " ms");
@@ -100,7 +110,8 @@ class HttpIngestSource final : public Source {
   Result<SourceBatch> next(size_t max, milliseconds wait) override {
     SourceBatch b;
     std::unique_lock lock(mutex_);
-    queued_cv_.wait_for(lock, wait, [&] { return !queue_.empty(); });
+    queued_cv_.wait_for(lock, wait, [&] { return !queue_.empty() || woken_; });
+    woken_ = false;
     while (b.records.size() < max && !queue_.empty()) {
       b.records.push_back(std::move(queue_.front()));
       queue_.pop_front();
@@ -108,12 +119,23 @@ class HttpIngestSource final : public Source {
     return b;
   }
 
-  Status settle(std::span<const Settlement> settled) override {
+  void wake() override {
     {
       std::lock_guard lock(mutex_);
-      for (const auto& s : settled) settle_locked(s.handle, s.verdict, s.reason);
+      woken_ = true;
     }
-    settled_cv_.notify_all();
+    queued_cv_.notify_one();
+  }
+
+  Status settle(std::span<const Settlement> settled) override {
+    std::vector<std::shared_ptr<Ingest>> answered;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& s : settled) settle_locked(s.handle, s.verdict, s.reason, answered);
+    }
+    // Each answered request's own handler, and no other; notified unlocked, so it does not
+    // wake only to wait for the mutex. `answered` keeps each Ingest alive meanwhile.
+    for (const auto& in : answered) in->settled.notify_one();
     return outstanding_.settled(name_);
   }
 
@@ -125,13 +147,16 @@ class HttpIngestSource final : public Source {
     size_t index = 0;
   };
 
-  void settle_locked(uint64_t handle, Verdict v, const std::string& reason) {
+  // Records one verdict; a request whose last record this was, and whose handler still
+  // waits, is added to `answered` for its handler to be woken.
+  void settle_locked(uint64_t handle, Verdict v, const std::string& reason,
+                     std::vector<std::shared_ptr<Ingest>>& answered) {
     auto place = outstanding_.take(handle);
     if (!place) return;
     Ingest& in = *place->ingest;
     in.verdicts[place->index] = v;
     in.reasons[place->index] = reason;
-    --in.open;
+    if (--in.open == 0 && !in.abandoned) answered.push_back(std::move(place->ingest));
   }
 
   static HttpReply busy(const std::string& why) {
@@ -173,10 +198,11 @@ class HttpIngestSource final : public Source {
   size_t max_queued_;
   milliseconds answer_within_;
   std::mutex mutex_;
-  std::condition_variable queued_cv_, settled_cv_;
+  std::condition_variable queued_cv_;  // the pipeline's thread, in next()
   std::deque<Received> queue_;
   Outstanding<Place> outstanding_;
   bool stopping_ = false;
+  bool woken_ = false;  // wake() was called: next() returns without waiting for records
   std::optional<HttpServer> server_;
 };
 

@@ -85,6 +85,7 @@ struct Pipeline::State {
   std::deque<Job> work, done;
   size_t idle = 0;
   bool closing = false;
+  Source* running = nullptr;  // run()'s source, woken by a worker with a batch done
 
   PipelineCounters counters;
   std::vector<SinkCounters> sink_counters;
@@ -152,25 +153,26 @@ void Pipeline::State::deliver(Job& job, std::vector<SpooledSink>& sinks) {
 
 void Pipeline::State::worker_loop(size_t w) {
   auto& sinks = worker_sinks[w];
+  std::unique_lock lock(mutex);
   while (true) {
-    Job job;
-    {
-      std::unique_lock lock(mutex);
-      ++idle;
-      work_cv.wait(lock, [&] { return !work.empty() || closing; });
-      --idle;
-      if (work.empty()) return;
-      job = std::move(work.front());
-      work.pop_front();
-    }
+    // A batch done and this worker idle again are one step under the mutex, so the thread
+    // that settles the batch also sees a worker free for the next one.
+    ++idle;
+    work_cv.wait(lock, [&] { return !work.empty() || closing; });
+    --idle;
+    if (work.empty()) return;
+    Job job = std::move(work.front());
+    work.pop_front();
+    lock.unlock();
     job.picked = Clock::now();
     deliver(job, sinks);
     job.done = Clock::now();
     job.answered = system_clock::now();
-    {
-      std::lock_guard lock(mutex);
-      done.push_back(std::move(job));
-    }
+    lock.lock();
+    done.push_back(std::move(job));
+    // The pipeline's thread may be in the source's next(), not on done_cv. Under the mutex:
+    // run() clears `running` under it before it returns and the source may go.
+    if (running != nullptr) running->wake();
     done_cv.notify_all();
   }
 }
@@ -307,6 +309,18 @@ Status Pipeline::run(Source& source) {
   auto last_commit = Clock::now(), last_progress = Clock::now();
   milliseconds retry_backoff{0};
   Clock::time_point paused_until{};
+  {
+    std::lock_guard lock(s.mutex);
+    s.running = &source;
+  }
+  // Cleared however run() returns: the caller may destroy the source then.
+  struct Unset {
+    State& s;
+    ~Unset() {
+      std::lock_guard lock(s.mutex);
+      s.running = nullptr;
+    }
+  } unset{s};
 
   auto dispatch = [&] {
     {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -327,6 +328,62 @@ TEST(Pipeline, AMisconfiguredSinkStopsTheRunAfterSettlingWhatIsInFlight) {
   EXPECT_EQ(st.error().code, Exit::config);
   EXPECT_EQ(source.acked.size(), 0u);
   EXPECT_EQ((*p)->counters().received, (*p)->counters().retried) << "every record handed out is settled";
+}
+
+// A source whose next() waits all of its `wait` unless woken, as HTTP ingest does while its
+// clients wait for their answers (no new records come until the old ones are settled): a
+// batch done wakes it, so the batch is settled at once rather than after the linger.
+TEST(Pipeline, ABatchDoneWakesASourceWaitingInNext) {
+  class WaitingSource : public Source {
+   public:
+    Result<SourceBatch> next(size_t, std::chrono::milliseconds wait) override {
+      SourceBatch b;
+      std::unique_lock lock(mutex_);
+      if (!handed_out_) {
+        // A moment, as a client's request would take: the workers are waiting by then.
+        cv_.wait_for(lock, std::min<std::chrono::milliseconds>(wait, 50ms), [] { return false; });
+        handed_out_ = true;
+        b.records.push_back({{"r1", "{\"id\":\"r1\"}"}, 1, 1, {}});
+        return b;
+      }
+      cv_.wait_for(lock, wait, [&] { return woken_ || settled_; });
+      woken_ = false;
+      b.end = settled_;
+      return b;
+    }
+    void wake() override {
+      {
+        std::lock_guard lock(mutex_);
+        woken_ = true;
+      }
+      cv_.notify_one();
+    }
+    Status settle(std::span<const Settlement> settled) override {
+      std::lock_guard lock(mutex_);
+      EXPECT_EQ(settled.size(), 1u);
+      settled_ = true;
+      settled_at = std::chrono::steady_clock::now();
+      return {};
+    }
+    std::string name() const override { return "waiting"; }
+    std::chrono::steady_clock::time_point settled_at{};
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool handed_out_ = false, woken_ = false, settled_ = false;
+  };
+  auto world = std::make_shared<World>();
+  PipelineOptions o;
+  o.linger = 5s;
+  auto p = Pipeline::open({fault_sink("quick", {}, world)}, o);
+  ASSERT_TRUE(p.ok());
+  WaitingSource source;
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*p)->run(source).ok());
+  ASSERT_NE(source.settled_at, std::chrono::steady_clock::time_point{});
+  EXPECT_LT(source.settled_at - start, 2s) << "the batch done waited for the source's next() to time out";
+  EXPECT_TRUE(world->holds("quick", "r1"));
 }
 
 }  // namespace

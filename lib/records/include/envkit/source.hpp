@@ -50,7 +50,8 @@ struct SourceBatch {
   bool end = false;
 };
 
-/// A source of records. Not thread-safe: the pipeline calls it from one thread.
+/// A source of records. Not thread-safe: the pipeline calls it from one thread (wake() alone
+/// may be called from another).
 class Source {
  public:
   virtual ~Source() = default;
@@ -65,6 +66,14 @@ class Source {
   /// remove the record from the source; retry hands it back (requeue, nack, or keep it
   /// pending to be claimed again).
   virtual Status settle(std::span<const Settlement> settlements) = 0;
+
+  /// Makes a next() that is waiting, or the next call of it, return at once (with the records
+  /// there are, maybe none): the pipeline's workers call it when a batch is done, so that it
+  /// is settled without waiting for new records. Thread-safe, unlike every other method. For
+  /// a source whose records wait for their own settlement (HTTP ingest: a client holds its
+  /// request open until then), the only thing that brings new records is that settlement.
+  /// The default does nothing: next() then returns when records come or `wait` is over.
+  virtual void wake() {}
 
   /// Makes the settlements so far durable in the source's protocol (a Kafka offset commit,
   /// a file position); the pipeline calls it periodically and before it returns. Sources
