@@ -98,7 +98,7 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [ "$(figure load exit)" -eq 0 ]
   [ "$(figure load locust.sent)" -eq 200 ]
   [ "$(figure load locust.accepted)" -eq 200 ]
-  [ "$(figure load locust.statuses.202)" -eq 200 ]
+  [ "$(jq '.steps[] | select(.step == "load") | .figures.locust.statuses["202"]' "$TWEETS_WORK/report.json")" -eq 200 ]
   [ "$(figure load total)" -eq 1200 ]
   [ "$(wc -l <"$TWEETS_WORK/sent.jsonl")" -eq 1200 ]
   # Locust's tweets, each answered 202, are in the record the checks read.
