@@ -74,7 +74,7 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
     local i t
     t=$(now_ms)
     for ((i = 0; i < n; i++)); do
-      printf '{"id":"%s%d","municipality":"m%d","reported_at":%d}\n' "$1" "$i" $((i % 20)) "$t"
+      printf '{"id":"%s%d","municipality":"m%d","observed_at":%d}\n' "$1" "$i" $((i % 20)) "$t"
     done
   }
   gen k | queue-relay --from - --to "kafka://$KAFKA_BOOTSTRAP/weather"
