@@ -103,13 +103,13 @@ state_phase() {
   [[ $text =~ \"phase\":\"([a-z]+)\" ]] && echo "${BASH_REMATCH[1]}" || echo copy
 }
 
-# Runs rebalance old.yaml new.yaml --batch BATCH KILLS times, each killed with SIGKILL at a
+# Runs rebalance old.yaml new.yaml --batch BATCH --pause PAUSE KILLS times, each killed with SIGKILL at a
 # random moment: in the first third 0-49 ms after it started (in its copy phase, which a
 # resumed run starts over), then 0-99 ms after its state file reached verify, then delete
 # (waited for up to 60 s). After each kill no key may be missing from every shard. Sets
 # `landed` (kills that met a running process) and `phases` (where they landed).
 kill_loop() {
-  local kills=$1 batch=$2 state=$BATS_TEST_TMPDIR/new.yaml.rebalance
+  local kills=$1 batch=$2 pause=$3 state=$BATS_TEST_TMPDIR/new.yaml.rebalance
   local i want pid tries
   landed=0 phases=''
   for ((i = 0; i < kills; i++)); do
@@ -117,7 +117,7 @@ kill_loop() {
     ((i >= kills / 3)) && want=verify
     ((i >= 2 * kills / 3)) && want=delete
     shard-route rebalance "$BATS_TEST_TMPDIR/old.yaml" "$BATS_TEST_TMPDIR/new.yaml" -n products --batch "$batch" \
-      >/dev/null 2>>"$BATS_TEST_TMPDIR/rebalance.err" &
+      --pause "$pause" >/dev/null 2>>"$BATS_TEST_TMPDIR/rebalance.err" &
     pid=$!
     if [[ $want == copy ]]; then
       sleep "0.0$(printf '%02d' $((RANDOM % 50)))"
@@ -138,10 +138,11 @@ kill_loop() {
   done
 }
 
-# KIND: mongo, mariadb or redis; BATCH: documents a write (smaller on the fast stores, so
-# that each phase lasts long enough for kills to land inside it).
+# KIND: mongo, mariadb or redis; BATCH: documents a write and PAUSE the wait after each, so
+# that each phase lasts long enough for kills to land inside it (3333 documents move: 334
+# batches of 10 with 2 ms pauses make a phase last at least 0.67 s, however fast the store).
 rebalance_killed_and_resumed() {
-  local kind=$1 batch=$2
+  local kind=$1 batch=$2 pause=$3
   maps "$kind"
   catalogue
   shard-route put --map "$BATS_TEST_TMPDIR/old.yaml" -n products < "$BATS_TEST_TMPDIR/products.jsonl"
@@ -150,7 +151,7 @@ rebalance_killed_and_resumed() {
   moving=$(jq .moved <<<"$output")
   [[ $moving == 3333 ]] || fail "plan: $output"  # Mango, kiwi, gato, Hielo: 4 of 12 names
 
-  kill_loop 10 "$batch"
+  kill_loop 10 "$batch" "$pause"
   echo "# $kind: $landed of 10 kills met a running rebalance, in:$phases" >&3
   ((landed >= 7)) || fail "only $landed kills landed:$phases"
   [[ $phases == *delete* && $phases =~ copy|verify ]] || fail "kills did not land both before and after the switch:$phases"
@@ -176,17 +177,17 @@ rebalance_killed_and_resumed() {
 }
 
 @test "MongoDB: rebalance A-M/N-Z -> A-F/G-Z killed 10 times, resumed: every document once, in the right shard" {
-  rebalance_killed_and_resumed mongo 100
+  rebalance_killed_and_resumed mongo 100 5ms
 }
 
 @test "MariaDB shards: the same rebalance, killed and resumed" {
   [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"
   export MYSQL_PWD=$M1_PASSWORD
-  rebalance_killed_and_resumed mariadb 10
+  rebalance_killed_and_resumed mariadb 10 2ms
 }
 
 @test "Redis shards: the same rebalance, killed and resumed" {
-  rebalance_killed_and_resumed redis 10
+  rebalance_killed_and_resumed redis 10 2ms
 }
 
 @test "rebalance: --switch replaces the live map, and a resumed switch keeps what was written through it; another run's state is refused (78); a held state is 75" {

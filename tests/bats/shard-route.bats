@@ -74,6 +74,11 @@ print(c[os.sys.argv[1]][os.sys.argv[2]].count_documents({}))' "$db" "$coll"
   run -66 --separate-stderr shard-route explain --map "$BATS_TEST_TMPDIR/none.yaml" x
   run -64 --separate-stderr shard-route frobnicate --map "$map"
   run -64 --separate-stderr shard-route explain
+  # --pause belongs to rebalance, and takes a duration.
+  run -64 --separate-stderr shard-route get --map "$map" --pause 2ms k
+  assert_equal "${stderr_lines[0]}" "shard-route: error: --pause does not apply to get"
+  run -64 --separate-stderr shard-route rebalance "$map" "$map" --pause 2parsecs
+  assert_equal "${stderr_lines[0]}" "shard-route: error: the argument ('2parsecs') for option '--pause' is invalid"
 }
 
 @test "explain: folded first letters land where the map says, from argv and from stdin" {

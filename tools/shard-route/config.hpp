@@ -26,6 +26,7 @@ struct Config {
   std::string keys_file;          ///< plan: count on these keys ("-" stdin) instead of the live data
   std::string state_path;         ///< rebalance: --state (default NEW.yaml.rebalance)
   std::string switch_path;        ///< rebalance: --switch, the live map file NEW replaces
+  envkit::Duration pause{};       ///< rebalance: --pause after each shard write, for the shards' other clients
   std::string write_concern = "majority";  ///< MongoDB w:
   envkit::ConnectionOptions connection;
   std::optional<std::string> password_file;

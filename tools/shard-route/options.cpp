@@ -80,10 +80,10 @@ envkit::Status check_config(Config& c, const envkit::OptionParser& parser) {
       {"count", {"partial"}},
       {"verify", {"key-field"}},
       {"plan", {"key-field", "keys"}},
-      {"rebalance", {"key-field", "batch", "write-concern", "state", "switch"}},
+      {"rebalance", {"key-field", "batch", "write-concern", "state", "switch", "pause"}},
   };
   const std::vector<std::string> all = {"key-field", "batch", "write-concern", "limit", "sort", "partial", "keys",
-                                        "state", "switch"};
+                                        "state", "switch", "pause"};
   auto mine = std::find_if(allowed.begin(), allowed.end(), [&](const Allowed& a) { return c.command == a.command; });
   for (const auto& o : all) {
     if (parser.given(o) && std::find(mine->options.begin(), mine->options.end(), o) == mine->options.end()) {
@@ -125,6 +125,8 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
        "rebalance: the state file that makes it resumable (default: NEW.yaml.rebalance)")
       ("switch", value(&c.switch_path)->value_name("MAP"),
        "rebalance: the map file applications route with; replaced by NEW, atomically, once every copy is verified")
+      ("pause", value(&c.pause)->value_name("DUR"),
+       "rebalance: wait this long after each batch written or deleted, to spare the shards' other clients (default 0)")
       ("write-concern", value(&c.write_concern)->value_name("W"),
        "put, del, rebalance on MongoDB: majority (default) or a number of members")
       ("limit", value(&c.limit)->value_name("N"), "find: at most N documents (default: all)")

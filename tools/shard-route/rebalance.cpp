@@ -100,8 +100,8 @@ struct Counts {
 
 class Rebalancer {
  public:
-  Rebalancer(Session old_s, Session new_s, size_t batch)
-      : old_(std::move(old_s)), new_(std::move(new_s)), batch_(batch) {}
+  Rebalancer(Session old_s, Session new_s, size_t batch, std::chrono::milliseconds pause)
+      : old_(std::move(old_s)), new_(std::move(new_s)), batch_(batch), pause_(pause) {}
 
   const Counts& counts() const { return counts_; }
 
@@ -163,6 +163,7 @@ class Rebalancer {
           auto gone = (*source)->del_many(copied);
           if (!gone) return gone.error().context("shard " + old_.shard_name(from));
           counts_.deleted += *gone;
+          if (auto rested = rest("delete"); !rested) return rested;
         }
       }
     }
@@ -231,7 +232,7 @@ class Rebalancer {
     if (auto st = (*target)->put(batch); !st) return st.error().context("shard " + new_.shard_name(to));
     counts_.copied += batch.size();
     batch.clear();
-    return {};
+    return rest("copy");
   }
 
   // Compares one batch of copies on `to` with their sources; writes the missing or
@@ -246,6 +247,7 @@ class Rebalancer {
     for (const auto& d : batch) keys.push_back(d.key);
     auto copies = (*target)->get_many(keys);
     if (!copies) return copies.error().context("shard " + new_.shard_name(to));
+    if (auto st = rest("verify"); !st) return st;
     std::vector<KeyedDocument> again;
     for (auto& d : batch) {
       auto copy = copies->find(d.key);
@@ -262,6 +264,13 @@ class Rebalancer {
     return {};
   }
 
+  // --pause: the shards' other clients get the time between two batches.
+  Status rest(const char* phase) const {
+    if (pause_.count() == 0) return {};
+    if (!envkit::sleep_unless_stopped(pause_)) return fail(Failure::interrupted, std::string("interrupted during ") + phase);
+    return {};
+  }
+
   static bool same_json(std::string_view a, std::string_view b) {
     if (a == b) return true;
     auto x = envkit::parse_json(a);
@@ -271,6 +280,7 @@ class Rebalancer {
 
   Session old_, new_;
   size_t batch_;
+  std::chrono::milliseconds pause_;
   std::map<int, std::vector<KeyedDocument>> pending_;
   Counts counts_;
 };
@@ -313,7 +323,7 @@ Result<envkit::Exit> run_rebalance(const Config& config) {
   auto new_s = Session::start(config, maps->new_map, maps->new_ns, ns_name);
   if (!new_s) return new_s.error();
   new_s->key_field = old_s->key_field;  // one key for both: the documents are the same
-  Rebalancer r(std::move(*old_s), std::move(*new_s), config.batch);
+  Rebalancer r(std::move(*old_s), std::move(*new_s), config.batch, config.pause.value);
 
   auto advance = [&](Phase next) -> Status {
     state.phase = next;
