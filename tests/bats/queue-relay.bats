@@ -57,6 +57,9 @@ ids_of() { grep -o '"id":"[^"]*"' "$1" | cut -d'"' -f4 | sort; }
   diff <(ids_of "$BATS_TEST_TMPDIR/in.jsonl") <(ids_of "$BATS_TEST_TMPDIR/out.jsonl")
   diff "$BATS_TEST_TMPDIR/in.jsonl" <(printf '%s\n' "${lines[@]}")
   [[ $stderr == *'"acked":1000'* ]]
+  # A file that cannot be fsynced (a device, a FIFO) is written all the same.
+  run -0 --separate-stderr queue-relay --from - --to file:/dev/null --stats < "$BATS_TEST_TMPDIR/in.jsonl"
+  [[ $stderr == *'"acked":1000'* ]] || fail "$stderr"
 }
 
 @test "stdin to Redis under a key template: every key there with its record" {

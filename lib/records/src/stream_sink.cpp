@@ -1,11 +1,13 @@
 // JSON Lines sinks: stdout ("-"), or a file appended to and fsynced once a batch.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <envkit/jsonl.hpp>
+#include <envkit/posix.hpp>
 #include "records_internal.hpp"
 
 namespace envkit {
@@ -24,8 +26,8 @@ class StreamSink : public Sink {
       if (auto st = writer_.write(r.json); !st) return st.error();
     }
     if (auto st = writer_.flush(); !st) return st.error();
-    if (durable_ && ::fsync(fd_) != 0) {
-      return Error{Exit::io, name_ + ": fsync failed: " + std::strerror(errno)};
+    if (durable_) {
+      if (int err = fsync_retrying(fd_)) return Error{Exit::io, name_ + ": fsync failed: " + std::strerror(err)};
     }
     return std::vector<Delivery>(batch.size(), Delivery{Outcome::durable, {}});
   }
@@ -47,8 +49,11 @@ Result<std::unique_ptr<Sink>> open_stream_sink(const Url& url) {
   if (fd < 0) {
     return Error{Exit::io, url.path + ": cannot open for appending: " + std::strerror(errno)};
   }
+  // Only a regular file is made durable: a FIFO or a device (file:/dev/null) has no fsync.
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   return std::unique_ptr<Sink>(
-      new StreamSink(url.redacted(), JsonLinesWriter(fd, true, url.path), true, fd));
+      new StreamSink(url.redacted(), JsonLinesWriter(fd, true, url.path), regular, fd));
 }
 
 }  // namespace envkit
