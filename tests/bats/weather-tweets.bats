@@ -14,7 +14,7 @@ setup_file() {
   # One run of the whole scenario, its servers kept so the tests below can inspect Redis
   # and break it on purpose.
   local status=0
-  "$SCENARIO/run" --keep --workdir "$TWEETS_WORK" --json "$TWEETS_WORK/report.json" --reports 1000 --locust 200 \
+  "$SCENARIO/run" --keep --workdir "$TWEETS_WORK" --json "$TWEETS_WORK/report.json" --reports 1000 --locust 200 --backlog 300 \
     >"$TWEETS_WORK.stdout" 2>"$TWEETS_WORK.stderr" || status=$?
   echo "$status" >"$TWEETS_WORK.status"
 }
@@ -45,13 +45,13 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
 @test "the scenario passes and prints a report a person can read, with the Kafka vs RabbitMQ table" {
   [ "$(<"$TWEETS_WORK.status")" -eq 0 ] || { cat "$TWEETS_WORK.stderr"; false; }
   run -0 cat "$TWEETS_WORK.stdout"
-  assert_line --regexp '^weather-tweets: PASS  \(9 steps, [0-9]+ s\)$'
+  assert_line --regexp '^weather-tweets: PASS  \(10 steps, [0-9]+ s\)$'
   local step
-  for step in servers ingest poison load writers consumers stored aggregates compare; do
+  for step in servers ingest poison load consumers restart writers stored aggregates compare; do
     assert_line --regexp "^  ok   $step "
   done
-  assert_line --regexp '^  +from +rec/s +p50_ms +p90_ms +p99_ms +max_ms$'
-  assert_line --regexp '^  +kafka://.*/weather-tweets\?group=valkey +[0-9]+ '
+  assert_line --regexp '^  +from +rec/s +p50_ms +p90_ms +p99_ms +max_ms +restart_lag_s$'
+  assert_line --regexp '^  +kafka://.*/weather-tweets\?group=valkey(&[^ ]*)? +[0-9]+ '
   assert_line --regexp '^  +amqp://envkit@.*\?queue=weather-tweets +[0-9]+ '
 }
 
@@ -91,7 +91,7 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   assert_output --partial "poison 'null temperature': 0 dead letters hold it, not 1"
 }
 
-@test "load, writers, consumers: 1000 from sensor-push and 200 from Locust, all accepted and in the Kafka topic, each consumer acked 1200" {
+@test "load, writers, consumers: 1000 from sensor-push and 200 from Locust, all accepted and in the Kafka topic (with the restart's 300), each consumer acked 1200" {
   [ "$(step_ok load)" = true ]
   [ "$(figure load sent)" -eq 1000 ]
   [ "$(figure load accepted)" -eq 1000 ]
@@ -100,11 +100,11 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [ "$(figure load locust.accepted)" -eq 200 ]
   [ "$(jq '.steps[] | select(.step == "load") | .figures.locust.statuses["202"]' "$TWEETS_WORK/report.json")" -eq 200 ]
   [ "$(figure load total)" -eq 1200 ]
-  [ "$(wc -l <"$TWEETS_WORK/sent.jsonl")" -eq 1200 ]
+  [ "$(wc -l <"$TWEETS_WORK/sent.jsonl")" -eq 1500 ]
   # Locust's tweets, each answered 202, are in the record the checks read.
   [ "$(grep -c '"id":"locust-' "$TWEETS_WORK/sent.jsonl")" -eq 200 ]
   [ "$(step_ok writers)" = true ]
-  [ "$(figure writers topic.reports)" -eq 1200 ]
+  [ "$(figure writers topic.reports)" -eq 1500 ]
   [ "$(figure writers topic.missing)" -eq 0 ]
   [ "$(figure writers spool_pending)" -eq 0 ]
   [ "$(step_ok consumers)" = true ]
@@ -135,7 +135,7 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [ "$(step_ok stored)" = true ]
   local b
   for b in kafka rabbitmq; do
-    [ "$(figure stored "brokers.$b.stored")" -eq 1200 ]
+    [ "$(figure stored "brokers.$b.stored")" -eq 1500 ]
     [ "$(figure stored "brokers.$b.missing")" -eq 0 ]
     [ "$(figure stored "brokers.$b.unexpected")" -eq 0 ]
     [ "$(figure stored "brokers.$b.without_ttl")" -eq 0 ]
@@ -187,8 +187,8 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
     [ "$(figure aggregates "brokers.$b.wrong")" -eq 0 ]
   done
   # Grafana reads the hashes: a count per municipality sums to the reports sent.
-  [ "$(rcli hvals agg:kafka:count:municipality | paste -sd+ | bc)" -eq 1200 ]
-  [ "$(rcli hvals agg:rabbitmq:count:weather | paste -sd+ | bc)" -eq 1200 ]
+  [ "$(rcli hvals agg:kafka:count:municipality | paste -sd+ | bc)" -eq 1500 ]
+  [ "$(rcli hvals agg:rabbitmq:count:weather | paste -sd+ | bc)" -eq 1500 ]
   run -0 check_aggregates
 }
 
@@ -222,6 +222,28 @@ sent_id() { sed -n "${1}p" "$TWEETS_WORK/sent.jsonl" | jq -r .id; }
   [[ $(figure compare brokers.0.from) == kafka://* && $(figure compare brokers.1.from) == amqp://* ]]
   [[ $(figure compare table.0) == from* ]]
   [[ $(figure compare table.1) == kafka://* && $(figure compare table.2) == amqp://* ]]
+  # The restart lag, as the restart step measured it, is each row's last column.
+  same() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a == b + 0) }' || fail "$1 is not $2"; }
+  same "$(figure compare table.1 | awk '{ print $NF }')" "$(figure restart kafka.lag_s)"
+  same "$(figure compare table.2 | awk '{ print $NF }')" "$(figure restart rabbitmq.lag_s)"
+}
+
+@test "restart: a backlog of 300 sent while both consumers were down is in Redis after their restart, each lag timed" {
+  [ "$(step_ok restart)" = true ]
+  [ "$(figure restart backlog)" -eq 300 ]
+  local b lag
+  for b in kafka rabbitmq; do
+    [ "$(figure restart "$b.exit")" -eq 0 ]
+    # The restarted consumer read the backlog only: the group's commits and the queue's acks
+    # held what the first run had done.
+    [ "$(figure restart "$b.stats.records.acked")" -eq 300 ]
+    lag=$(figure restart "$b.lag_s")
+    awk -v l="$lag" 'BEGIN { exit !(l > 0 && l < 120) }' || fail "$b lag: $lag"
+  done
+  # The backlog is the last 300 lines of sent.jsonl, and each is stored under both brokers.
+  local id
+  id=$(tail -n 1 "$TWEETS_WORK/sent.jsonl" | jq -r .id)
+  [ "$(rcli exists "tweet:kafka:$id" "tweet:rabbitmq:$id")" -eq 2 ]
 }
 
 @test "--help, usage errors exit 64, and --stop of what is not a kept run is refused" {
