@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include <envkit/json.hpp>
+#include <envkit/posix.hpp>
 
 namespace envkit {
 namespace {
@@ -36,13 +37,8 @@ std::string utc_now() {
   return buf;
 }
 
-void write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = ::write(fd, s.data(), s.size());
-    if (n <= 0) return;  // nowhere left to report a failing stderr
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
+// A failing stderr is not reported: there is nowhere left to report it.
+void write_stderr(std::string_view s) { (void)write_all(STDERR_FILENO, s); }
 
 }  // namespace
 
@@ -67,13 +63,13 @@ void log(LogLevel level, std::string_view message) {
     line.append(message);
   }
   line.push_back('\n');
-  write_all(STDERR_FILENO, line);
+  write_stderr(line);
 }
 
 int report(const Error& error) {
   log_error(error.message);
   if (error.code == Exit::usage) {
-    write_all(STDERR_FILENO, "Try '" + g_settings.tool + " --help' for more information.\n");
+    write_stderr("Try '" + g_settings.tool + " --help' for more information.\n");
   }
   return to_int(error.code);
 }
