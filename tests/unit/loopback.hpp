@@ -1,4 +1,5 @@
-// Loopback sockets for connector tests: a port that refuses, and one that accepts and hangs.
+// Loopback helpers for connector tests: a port that refuses, one that accepts and hangs, the
+// URL of a test server and timeouts short enough for a down or hung server to fail fast.
 #pragma once
 
 #include <arpa/inet.h>
@@ -7,7 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <string>
+
+#include <envkit/connection.hpp>
+#include <envkit/url.hpp>
 
 namespace envkit::test {
 
@@ -45,6 +51,22 @@ class LoopbackSocket {
 inline uint16_t closed_port() {
   LoopbackSocket s(false);
   return s.port();
+}
+
+/// `text` parsed as a URL; a bad one fails the test (with the parser's reason).
+inline Url url_of(const std::string& text) {
+  auto url = parse_url(text);
+  EXPECT_TRUE(url.ok()) << text << ": " << (url.ok() ? "" : url.error().message);
+  return url.ok() ? *url : Url{};
+}
+
+/// Connection options with short timeouts (300 ms each unless told).
+inline ConnectionOptions short_timeouts(std::chrono::milliseconds connect = std::chrono::milliseconds(300),
+                                        std::chrono::milliseconds io = std::chrono::milliseconds(300)) {
+  ConnectionOptions o;
+  o.connect_timeout = connect;
+  o.io_timeout = io;
+  return o;
 }
 
 }  // namespace envkit::test

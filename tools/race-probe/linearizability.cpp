@@ -40,14 +40,16 @@ struct Bits {
   bool operator==(const Bits& o) const { return words == o.words; }
 };
 
-struct Config {
+// A point of the search already explored: the operations linearized so far and the state
+// they leave (Lowe's memoisation cache).
+struct CacheEntry {
   Bits linearized;
   State state;
-  bool operator==(const Config& o) const { return state == o.state && linearized == o.linearized; }
+  bool operator==(const CacheEntry& o) const { return state == o.state && linearized == o.linearized; }
 };
 
-struct ConfigHash {
-  size_t operator()(const Config& c) const {
+struct CacheEntryHash {
+  size_t operator()(const CacheEntry& c) const {
     uint64_t h = c.state ? static_cast<uint64_t>(*c.state) * 0x9E3779B97F4A7C15ull : 0x51ed27ull;
     for (uint64_t w : c.linearized.words) h = (h ^ w) * 0x100000001B3ull + (h >> 29);
     return static_cast<size_t>(h);
@@ -109,7 +111,7 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
     call->prev->next = call;
     if (call->next) call->next->prev = call;
   };
-  std::unordered_set<Config, ConfigHash> cache;
+  std::unordered_set<CacheEntry, CacheEntryHash> cache;
   std::vector<std::pair<Entry*, State>> calls;
   Bits linearized(n);
   State state;
@@ -122,7 +124,7 @@ std::optional<bool> search(const std::vector<RegisterOp>& ops,
       if (step(state, ops[entry->op], next)) {
         Bits with = linearized;
         with.set(entry->op);
-        if (cache.insert(Config{with, next}).second) {
+        if (cache.insert(CacheEntry{with, next}).second) {
           calls.emplace_back(entry, state);
           state = next;
           linearized = std::move(with);

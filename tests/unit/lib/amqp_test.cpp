@@ -36,18 +36,12 @@ using Clock = std::chrono::steady_clock;
 
 using test::closed_port;
 using test::LoopbackSocket;
+using test::short_timeouts;
 
 Url amqp_url(uint16_t port, std::string query = "queue=q") {
   auto url = parse_url("amqp://envkit:hunter2@127.0.0.1:" + std::to_string(port) + "/%2f?" + query);
   EXPECT_TRUE(url.ok());
   return *url;
-}
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(300);
-  o.io_timeout = milliseconds(300);
-  return o;
 }
 
 AmqpSettings settings_of(std::string_view text, ConnectionOptions options = {}) {

@@ -3,14 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include "loopback.hpp"
+
 namespace envkit {
 namespace {
 
-Url url_of(const char* text) {
-  auto u = parse_url(text);
-  EXPECT_TRUE(u.ok()) << text;
-  return *u;
-}
+using test::url_of;
 
 TEST(TlsOptionsFromUrl, ParametersOverrideTheBase) {
   TlsOptions base;

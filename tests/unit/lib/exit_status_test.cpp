@@ -32,21 +32,10 @@ namespace {
 using std::chrono::milliseconds;
 using test::closed_port;
 using test::LoopbackSocket;
+using test::short_timeouts;
+using test::url_of;
 
 constexpr const char* kNoSuchHost = "no-such-host.invalid";  // RFC 2606: never resolves
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(300);
-  o.io_timeout = milliseconds(300);
-  return o;
-}
-
-Url url_of(const std::string& text) {
-  auto url = parse_url(text);
-  EXPECT_TRUE(url.ok()) << text;
-  return url.ok() ? *url : Url{};
-}
 
 // A one-connection server on loopback: accepts (within 5 s), then answers each read with
 // the next canned reply, and closes after the last. A reply of "" closes at once; the

@@ -14,11 +14,14 @@
 #include <mutex>
 #include <thread>
 
+#include "loopback.hpp"
+
 namespace envkit {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using test::closed_port;
 
 int loopback_socket(bool listening, uint16_t& port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -33,12 +36,6 @@ int loopback_socket(bool listening, uint16_t& port) {
   }
   port = ntohs(addr.sin_port);
   return fd;
-}
-
-uint16_t closed_port() {
-  uint16_t port = 0;
-  ::close(loopback_socket(false, port));
-  return port;
 }
 
 bool send_all(int fd, std::string_view data) {

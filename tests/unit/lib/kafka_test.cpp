@@ -37,19 +37,10 @@ constexpr int16_t kProduceApiKey = 0;  // Kafka protocol ApiKey of Produce reque
 
 using test::closed_port;
 using test::LoopbackSocket;
+using test::url_of;
 
-Url url_of(const std::string& text) {
-  auto url = parse_url(text);
-  EXPECT_TRUE(url.ok()) << text;
-  return url.ok() ? *url : Url{};
-}
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(300);
-  o.io_timeout = milliseconds(1000);
-  return o;
-}
+// The Kafka tests allow 1 s of I/O.
+ConnectionOptions kafka_timeouts() { return test::short_timeouts(milliseconds(300), milliseconds(1000)); }
 
 std::string value_of(const KafkaProperties& p, std::string_view key) {
   std::string out = "<unset>";
@@ -183,7 +174,7 @@ std::vector<std::string> lost(const std::vector<std::string>& durable,
   return missing;
 }
 
-KafkaSettings settings_of(const std::string& url, ConnectionOptions options = short_timeouts(),
+KafkaSettings settings_of(const std::string& url, ConnectionOptions options = kafka_timeouts(),
                           const KafkaProperties& extra = {}) {
   auto s = kafka_settings(url_of(url), options, extra);
   EXPECT_TRUE(s.ok()) << url << ": " << (s.ok() ? "" : s.error().message);
@@ -219,7 +210,7 @@ TEST(Kafka, SettingsFromUrl) {
 
 TEST(Kafka, PropertiesPassThroughAndTheCallersComeLast) {
   KafkaSettings s = settings_of("kafka://b/t?X.linger.ms=5&X.compression.type=zstd&X.acks=1",
-                                short_timeouts(), {{"linger.ms", "20"}, {"batch.size", "100000"}});
+                                kafka_timeouts(), {{"linger.ms", "20"}, {"batch.size", "100000"}});
   ASSERT_EQ(s.overrides.size(), 5u);
   KafkaProperties p = kafka_producer_properties(s);
   EXPECT_EQ(value_of(p, "linger.ms"), "20");
@@ -239,7 +230,7 @@ TEST(Kafka, TlsAndSaslFromUrl) {
   EXPECT_EQ(value_of(s.properties, "sasl.password"), "hunter2");
   EXPECT_EQ(s.endpoint.find("hunter2"), std::string::npos) << s.endpoint;
 
-  ConnectionOptions o = short_timeouts();
+  ConnectionOptions o = kafka_timeouts();
   o.tls.enabled = true;
   o.tls.cert_file = "/c.pem";
   o.tls.key_file = "/k.pem";
@@ -247,7 +238,7 @@ TEST(Kafka, TlsAndSaslFromUrl) {
   EXPECT_EQ(value_of(t.properties, "security.protocol"), "ssl");
   EXPECT_EQ(value_of(t.properties, "ssl.certificate.location"), "/c.pem");
   EXPECT_EQ(value_of(t.properties, "ssl.endpoint.identification.algorithm"), "https");
-  ConnectionOptions plain_tls = short_timeouts();
+  ConnectionOptions plain_tls = kafka_timeouts();
   plain_tls.tls.enabled = true;
   EXPECT_EQ(
       value_of(settings_of("kafka://b/t?tls=false", plain_tls).properties, "security.protocol"),
@@ -268,7 +259,7 @@ TEST(Kafka, BadUrlsAreUsageErrors) {
     ASSERT_FALSE(s.ok()) << text;
     EXPECT_EQ(s.error().code, Exit::usage) << text;
   }
-  auto sink = open_kafka_sink(url_of("kafka://127.0.0.1:1"), short_timeouts());
+  auto sink = open_kafka_sink(url_of("kafka://127.0.0.1:1"), kafka_timeouts());
   ASSERT_FALSE(sink.ok());
   EXPECT_EQ(sink.error().code, Exit::usage);
   auto consumer = KafkaConsumer::connect(settings_of("kafka://127.0.0.1:1/t"));
@@ -279,13 +270,13 @@ TEST(Kafka, BadUrlsAreUsageErrors) {
 
 TEST(Kafka, UnknownPropertyIsAConfigErrorAndASecretValueIsNotQuoted) {
   auto p = KafkaProducer::connect(url_of("kafka://127.0.0.1:1/t?X.no.such.property=1"),
-                                  short_timeouts());
+                                  kafka_timeouts());
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.error().code, Exit::config);
   EXPECT_NE(p.error().message.find("no.such.property"), std::string::npos) << p.error().message;
   auto q = KafkaProducer::connect(url_of("kafka://127.0.0.1:1/t?X.ssl.key.password=hunter2&"
                                          "X.ssl.key.location=/nonexistent/key.pem"),
-                                  short_timeouts());
+                                  kafka_timeouts());
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.error().message.find("hunter2"), std::string::npos) << q.error().message;
 }
@@ -296,7 +287,7 @@ TEST(Kafka, UnknownPropertyIsAConfigErrorAndASecretValueIsNotQuoted) {
 TEST(Kafka, ClosedPortIsUnavailableFastAndNamesRedactedUrl) {
   Url url = url_of("kafka://envkit:hunter2@127.0.0.1:" + std::to_string(closed_port()) + "/t");
   auto start = Clock::now();
-  auto sink = open_kafka_sink(url, short_timeouts());
+  auto sink = open_kafka_sink(url, kafka_timeouts());
   auto took = Clock::now() - start;
   ASSERT_FALSE(sink.ok());
   EXPECT_EQ(sink.error().code, Exit::unavailable) << sink.error().message;
@@ -310,7 +301,7 @@ TEST(Kafka, BrokerThatNeverAnswersTimesOutWithinBound) {
   LoopbackSocket silent(true);
   auto start = Clock::now();
   auto producer = KafkaProducer::connect(
-      url_of("kafka://127.0.0.1:" + std::to_string(silent.port()) + "/t"), short_timeouts());
+      url_of("kafka://127.0.0.1:" + std::to_string(silent.port()) + "/t"), kafka_timeouts());
   auto took = Clock::now() - start;
   ASSERT_FALSE(producer.ok());
   EXPECT_EQ(producer.error().code, Exit::unavailable) << producer.error().message;
@@ -340,7 +331,7 @@ TEST(Kafka, ClientLogsGoToStderrNeverStdout) {
   configure_logging(verbose);
   {
     auto p = KafkaProducer::connect(
-        url_of("kafka://127.0.0.1:" + std::to_string(closed_port()) + "/t"), short_timeouts());
+        url_of("kafka://127.0.0.1:" + std::to_string(closed_port()) + "/t"), kafka_timeouts());
     EXPECT_FALSE(p.ok());
   }
   configure_logging(before);
@@ -366,7 +357,7 @@ TEST(Kafka, ClientLogsGoToStderrNeverStdout) {
 TEST(KafkaMock, UnknownTopicIsAConfigError) {
   MockCluster cluster;
   auto sink = open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/no-such-topic"),
-                              short_timeouts());
+                              kafka_timeouts());
   ASSERT_FALSE(sink.ok());
   EXPECT_EQ(sink.error().code, Exit::config) << sink.error().message;
   EXPECT_NE(sink.error().message.find("no-such-topic"), std::string::npos);
@@ -376,7 +367,7 @@ TEST(KafkaMock, BatchIsDurableAndConsumedBackWithCommits) {
   MockCluster cluster;
   cluster.create_topic("weather", 4);
   const std::string base = "kafka://" + cluster.bootstrap() + "/weather";
-  auto sink = open_kafka_sink(url_of(base), short_timeouts());
+  auto sink = open_kafka_sink(url_of(base), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   auto records = make_records(1000, "w");
   auto d = (*sink)->write(records);
@@ -422,7 +413,7 @@ TEST(KafkaMock, UncommittedMessagesAreDeliveredAgain) {
   MockCluster cluster;
   cluster.create_topic("orders", 1);
   const std::string base = "kafka://" + cluster.bootstrap() + "/orders";
-  auto sink = open_kafka_sink(url_of(base), short_timeouts());
+  auto sink = open_kafka_sink(url_of(base), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   auto records = make_records(10, "o");
   ASSERT_TRUE((*sink)->write(records).ok());
@@ -449,7 +440,7 @@ TEST(KafkaMock, KeyFromARecordFieldAndRejectedWithoutIt) {
   MockCluster cluster;
   cluster.create_topic("keyed", 2);
   const std::string base = "kafka://" + cluster.bootstrap() + "/keyed";
-  auto sink = open_kafka_sink(url_of(base + "?key=city"), short_timeouts());
+  auto sink = open_kafka_sink(url_of(base + "?key=city"), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   std::vector<Record> records = {{"a", R"({"city":"Bogotá","t":1})"},
                                  {"b", R"({"t":2})"},
@@ -475,7 +466,7 @@ TEST(KafkaMock, OversizedRecordIsRejectedAndTheRestDurable) {
   cluster.create_topic("big", 1);
   auto sink =
       open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/big?X.message.max.bytes=10000"),
-                      short_timeouts());
+                      kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   std::vector<Record> records = {{"small", "{}"}, {"huge", std::string(20000, 'x')}};
   auto d = (*sink)->write(records);
@@ -491,7 +482,7 @@ TEST(KafkaMock, ClusterDownYieldsRetryWithinTheTimeoutAndRecovers) {
   cluster.create_topic("down", 3);
   const std::string base = "kafka://" + cluster.bootstrap() + "/down";
   // librdkafka backs off up to 10 s between reconnects by default: keep the test short.
-  auto sink = open_kafka_sink(url_of(base + "?X.reconnect.backoff.max.ms=200"), short_timeouts());
+  auto sink = open_kafka_sink(url_of(base + "?X.reconnect.backoff.max.ms=200"), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   auto first = make_records(100, "before");
   auto d0 = (*sink)->write(first);
@@ -548,7 +539,7 @@ TEST(KafkaMock, ProduceErrorsUntilTheDeadlineYieldRetry) {
   MockCluster cluster(1);
   cluster.create_topic("flaky", 1);
   auto sink =
-      open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/flaky"), short_timeouts());
+      open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/flaky"), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   std::vector<rd_kafka_resp_err_t> errors(1000, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
   rd_kafka_mock_push_request_errors_array(cluster.handle(), kProduceApiKey, errors.size(),
@@ -568,7 +559,7 @@ TEST(KafkaMock, RefusedProduceIsRetryWithTheBrokersReason) {
   MockCluster cluster(1);
   cluster.create_topic("refused", 1);
   auto sink =
-      open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/refused"), short_timeouts());
+      open_kafka_sink(url_of("kafka://" + cluster.bootstrap() + "/refused"), kafka_timeouts());
   ASSERT_TRUE(sink.ok()) << sink.error().message;
   rd_kafka_mock_push_request_errors(cluster.handle(), kProduceApiKey, 1,
                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
@@ -685,7 +676,7 @@ TEST(LiveKafka, UnknownTopicIsAConfigError) {
 // watermark it saw before producing them.
 
 TEST(Kafka, SourceNeedsAGroup) {
-  auto source = open_source("kafka://127.0.0.1:1/topic", test::source_options(short_timeouts()));
+  auto source = open_source("kafka://127.0.0.1:1/topic", test::source_options(kafka_timeouts()));
   ASSERT_FALSE(source.ok());
   EXPECT_EQ(source.error().code, Exit::usage);
   EXPECT_NE(source.error().message.find("?group="), std::string::npos) << source.error().message;

@@ -25,19 +25,10 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using test::LoopbackSocket;
+using test::url_of;
 
-Url url_of(const std::string& text) {
-  auto u = parse_url(text);
-  EXPECT_TRUE(u.ok()) << (u.ok() ? "" : u.error().message);
-  return u.ok() ? *u : Url{};
-}
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(800);
-  o.io_timeout = milliseconds(1500);
-  return o;
-}
+// The MongoDB tests allow 800 ms to connect and 1.5 s of I/O.
+ConnectionOptions mongo_timeouts() { return test::short_timeouts(milliseconds(800), milliseconds(1500)); }
 
 // ---- URI and options -------------------------------------------------------------------
 
@@ -111,7 +102,7 @@ TEST(MongoUri, UnsupportedTlsSettingsAndBadUrlsAreErrors) {
 TEST(MongoUri, PasswordNeverInErrors) {
   Url url = url_of("mongodb://app@127.0.0.1:1/admin");
   url.password = "s3cret-pw";
-  auto c = MongoClient::connect(url, short_timeouts());
+  auto c = MongoClient::connect(url, mongo_timeouts());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().message.find("s3cret-pw"), std::string::npos) << c.error().message;
   EXPECT_NE(c.error().message.find("***"), std::string::npos) << c.error().message;
@@ -217,7 +208,7 @@ TEST(MongoClient, RefusedPortIsUnavailable) {
   LoopbackSocket closed(false);
   auto start = Clock::now();
   auto c = MongoClient::connect(url_of("mongodb://127.0.0.1:" + std::to_string(closed.port())),
-                                short_timeouts());
+                                mongo_timeouts());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, Exit::unavailable) << c.error().message;
   EXPECT_LT(Clock::now() - start, milliseconds(3000));
@@ -227,7 +218,7 @@ TEST(MongoClient, ServerThatNeverAnswersTimesOutWithinTheConnectTimeout) {
   LoopbackSocket silent(true);
   auto start = Clock::now();
   auto c = MongoClient::connect(url_of("mongodb://127.0.0.1:" + std::to_string(silent.port())),
-                                short_timeouts());
+                                mongo_timeouts());
   auto took = Clock::now() - start;
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, Exit::unavailable) << c.error().message;
@@ -527,9 +518,9 @@ TEST(LiveMongo, ReplicaSetClientFollowsANewPrimary) {
   auto a_url = live_url("ENVKIT_TEST_MONGO_FAILOVER_A");
   auto b_url = live_url("ENVKIT_TEST_MONGO_FAILOVER_B");
   ASSERT_TRUE(a_url && b_url) << "set ENVKIT_TEST_MONGO_FAILOVER_A and _B too";
-  CONNECT_OR_FAIL(c, url, short_timeouts());
-  CONNECT_OR_FAIL(a, *a_url, short_timeouts());
-  CONNECT_OR_FAIL(b, *b_url, short_timeouts());
+  CONNECT_OR_FAIL(c, url, mongo_timeouts());
+  CONNECT_OR_FAIL(a, *a_url, mongo_timeouts());
+  CONNECT_OR_FAIL(b, *b_url, mongo_timeouts());
   std::string db = test_db("failover");
   auto before = c.hello();
   ASSERT_TRUE(before.ok()) << before.error().message;

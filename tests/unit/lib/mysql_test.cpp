@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 using test::closed_port;
 using test::LoopbackSocket;
+using test::short_timeouts;
 
 Url mysql_url(uint16_t port, std::string password = "hunter2") {
   Url u;
@@ -30,13 +31,6 @@ Url mysql_url(uint16_t port, std::string password = "hunter2") {
   u.hosts.push_back(HostPort{"127.0.0.1", port, false});
   u.path = "shop";
   return u;
-}
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(300);
-  o.io_timeout = milliseconds(300);
-  return o;
 }
 
 TEST(Mysql, QuoteIdentifierDoublesBackticks) {

@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 using test::closed_port;
 using test::LoopbackSocket;
+using test::short_timeouts;
 
 Url redis_url(uint16_t port) {
   Url u;
@@ -29,13 +30,6 @@ Url redis_url(uint16_t port) {
   u.hosts.push_back(HostPort{"127.0.0.1", port, false});
   u.path = "0";
   return u;
-}
-
-ConnectionOptions short_timeouts() {
-  ConnectionOptions o;
-  o.connect_timeout = milliseconds(300);
-  o.io_timeout = milliseconds(300);
-  return o;
 }
 
 // Parses RESP bytes with hiredis's own reader, as the connection would.
