@@ -33,8 +33,9 @@ void forward_driver_log(mongoc_log_level_t level, const char* domain, const char
 void init_driver() {
   static std::once_flag once;
   std::call_once(once, [] {
-    mongoc_init();
+    // The handler first, so that what mongoc_init() itself logs goes through it too.
     mongoc_log_set_handler(forward_driver_log, nullptr);
+    mongoc_init();
     std::atexit([] { mongoc_cleanup(); });
   });
 }
