@@ -134,6 +134,40 @@ EOF
   assert_line "immutable 66"
 }
 
+@test "finds by value see every write: a value changed, replaced, deleted, upserted; arrays, \$in, \$eq, 1 == 1.0" {
+  # The test server answers these from an equality index it keeps per field; a write it
+  # failed to index would drop a document from these answers.
+  run --separate-stderr pym "$MONGO_URL" <<'EOF'
+c = client().t3e.e
+c.drop()
+c.insert_many([{"_id": i, "name": "n%d" % i, "tags": ["t%d" % (i % 3)], "num": i % 2} for i in range(6)])
+print("eq", [d["_id"] for d in c.find({"name": "n2"})])
+c.update_one({"name": "n2"}, {"$set": {"name": "m2"}})
+print("moved", [d["_id"] for d in c.find({"name": "n2"})], [d["_id"] for d in c.find({"name": "m2"})])
+c.replace_one({"_id": 3}, {"other": 1})
+print("replaced", c.count_documents({"name": "n3"}), c.count_documents({"other": 1}))
+print("in", sorted(d["_id"] for d in c.find({"name": {"$in": ["n0", "m2", "n5", "x"]}})))
+c.update_one({"_id": 0}, {"$set": {"tags": ["t0", "t1"]}})
+print("array", sorted(d["_id"] for d in c.find({"tags": "t1"})))
+print("number", sorted(d["_id"] for d in c.find({"num": 1.0})))
+c.delete_many({"name": {"$eq": "n4"}})
+print("deleted", c.count_documents({"name": "n4"}), c.count_documents({}))
+c.update_one({"name": "n7"}, {"$set": {"v": 1}}, upsert=True)
+print("upserted", [d["v"] for d in c.find({"name": "n7"})])
+print("both", [d["_id"] for d in c.find({"name": "n1", "num": 1})], c.count_documents({"name": "n1", "num": 0}))
+EOF
+  assert_success
+  assert_line "eq [2]"
+  assert_line "moved [] [2]"
+  assert_line "replaced 0 1"
+  assert_line "in [0, 2, 5]"
+  assert_line "array [0, 1, 4]"
+  assert_line "number [1, 5]"
+  assert_line "deleted 0 5"
+  assert_line "upserted [1]"
+  assert_line "both [1] 0"
+}
+
 @test "indexes are stored and listed, and unique ones enforced" {
   run --separate-stderr pym "$MONGO_URL" <<'EOF'
 c = client().t4.ix

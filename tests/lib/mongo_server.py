@@ -607,9 +607,76 @@ class Collection:
         self.docs = {}  # ckey(_id) -> Doc, in insertion order
         self.indexes = [SON([("v", 2), ("key", SON([("_id", 1)])), ("name", "_id_")])]
         self.unique = {}  # index name -> {key tuple: id key}
+        # Equality lookups: field -> {ckey(value): {id key: None}}, made for a field the first
+        # time a query asks for it by value, then kept by every write (see add/remove). Without
+        # it each upsert by key scans the collection, and a 10,000-document put is quadratic.
+        self.eq = {}
 
     def index_key(self, index, doc):
         return tuple(ckey(_first(resolve(doc.decoded, f.split(".")))) for f in index["key"])
+
+    @staticmethod
+    def _eq_keys(doc, field):
+        return {ckey(v) for v in _flat(resolve(doc.decoded, field.split(".")))}
+
+    def add(self, key, doc):
+        """Stores doc under its id key, replacing the document there."""
+        old = self.docs.get(key)
+        for field, index in self.eq.items():
+            before = self._eq_keys(old, field) if old is not None else set()
+            after = self._eq_keys(doc, field)
+            for v in before - after:
+                self._eq_drop(index, v, key)
+            for v in after - before:
+                index.setdefault(v, {})[key] = None
+        self.docs[key] = doc
+
+    def remove(self, key):
+        doc = self.docs.pop(key)
+        for field, index in self.eq.items():
+            for v in self._eq_keys(doc, field):
+                self._eq_drop(index, v, key)
+
+    @staticmethod
+    def _eq_drop(index, v, key):
+        keys = index[v]
+        del keys[key]
+        if not keys:
+            del index[v]
+
+    def candidates(self, query):
+        """(id key, Doc) of every document that may match query, in a stable order: those the
+        equality index of one of its fields holds for the value asked, or all. A superset: the
+        caller still applies matches()."""
+        for field, spec in (query or {}).items():
+            values = None if field.startswith("$") else _eq_values(spec)
+            if values is None:
+                continue
+            index = self.eq.get(field)
+            if index is None:
+                index = self.eq[field] = {}
+                for key, doc in self.docs.items():
+                    for v in self._eq_keys(doc, field):
+                        index.setdefault(v, {})[key] = None
+            keys = dict.fromkeys(k for v in values for k in index.get(ckey(v), ()))
+            return [(k, self.docs[k]) for k in keys]
+        return list(self.docs.items())
+
+
+def _eq_values(spec):
+    """The values a field's spec matches by equality alone (a value, $eq, $in of values), for
+    an equality index to look up; None when it matches otherwise."""
+    def plain(v):
+        return v is not None and not isinstance(v, (dict, list, Regex, re.Pattern))
+    if plain(spec):
+        return [spec]
+    if isinstance(spec, dict) and len(spec) == 1:
+        op, arg = next(iter(spec.items()))
+        if op == "$eq" and plain(arg):
+            return [arg]
+        if op == "$in" and isinstance(arg, list) and all(plain(a) for a in arg):
+            return arg
+    return None
 
 
 def _first(values):
@@ -1445,7 +1512,7 @@ class Commands:
             self._unindex(c, c.docs[old_key], old_key)
         for name, ik in ukeys.items():
             c.unique[name][ik] = key
-        c.docs[key] = doc
+        c.add(key, doc)
         return None
 
     def _unindex(self, c, doc, key):
@@ -1539,7 +1606,7 @@ class Commands:
         multi = bool(st.get("multi"))
         if multi and not operators:
             raise bad_value("multi update is only allowed with update operators")
-        targets = [(k, d) for k, d in c.docs.items() if matches(d.decoded, q)] if q else list(c.docs.items())
+        targets = [(k, d) for k, d in c.candidates(q) if matches(d.decoded, q)] if q else list(c.docs.items())
         if not multi:
             targets = targets[:1]
         matched = modified = 0
@@ -1601,12 +1668,12 @@ class Commands:
                 if c is None:
                     continue
                 q = st["q"]
-                keys = [k for k, d in c.docs.items() if not q or matches(d.decoded, q)]
+                keys = [k for k, d in c.candidates(q) if not q or matches(d.decoded, q)]
                 if limit == 1:
                     keys = keys[:1]
                 for k in keys:
                     self._unindex(c, c.docs[k], k)
-                    del c.docs[k]
+                    c.remove(k)
                 n += len(keys)
             if n:
                 self.store.tick()
@@ -1614,8 +1681,9 @@ class Commands:
 
     # --- reads ---
 
-    def _read_source(self, req, name):
-        """The documents of db.name a read sees, and the snapshot time when it is a snapshot read."""
+    def _read_source(self, req, name, flt=None):
+        """The documents of db.name a read sees (a superset of those matching flt), and the
+        snapshot time when it is a snapshot read."""
         rc = _doc_arg(req.cmd, "readConcern")
         level = rc.get("level")
         if level not in (None, "local", "majority", "available", "snapshot", "linearizable"):
@@ -1632,7 +1700,7 @@ class Commands:
             if "atClusterTime" in rc:
                 raise CommandError(72, "InvalidOptions", "atClusterTime needs readConcern level 'snapshot'")
             c = self.store.coll(req.db, name)
-            return (list(c.docs.values()) if c else []), None
+            return ([d for _, d in c.candidates(flt)] if c else []), None
 
     def cmd_find(self, req):
         name = _coll_name(req.cmd, "find")
@@ -1645,7 +1713,7 @@ class Commands:
         single = bool(req.cmd.get("singleBatch"))
         if limit < 0:
             limit, single = -limit, True
-        docs, at = self._read_source(req, name)
+        docs, at = self._read_source(req, name, flt)
         docs = filter_docs(docs, flt)
         if sort:
             docs = sort_docs(docs, sort)
@@ -1662,7 +1730,7 @@ class Commands:
         flt = _doc_arg(req.cmd, "query")
         skip = _int(req.cmd, "skip", 0, 0)
         limit = abs(_int(req.cmd, "limit", 0))
-        docs, _ = self._read_source(req, name)
+        docs, _ = self._read_source(req, name, flt)
         n = max(len(filter_docs(docs, flt)) - skip, 0)
         if limit:
             n = min(n, limit)
