@@ -166,7 +166,7 @@ rs_field() {
   mongo_rs_control rsA --wait caught-up >/dev/null
 }
 
-@test "shard-route put across the primary stopping: with serverSelectionTryOnce=false every document is on the new primary once" {
+@test "shard-route put of 10,000 more across the primary stopping: with serverSelectionTryOnce=false every document is on the new primary once" {
   needs_control
   local hosts=${RSA_URL#mongodb://} old
   hosts=${hosts%%/*}
@@ -176,9 +176,12 @@ shards:
 namespaces:
   products: {key: name, strategy: jump, shards: [a]}
 YAML
-  seq 1 3000 | awk '{printf "{\"name\": \"p%d\", \"i\": %d}\n", $1, $1}' >"$BATS_TEST_TMPDIR/products.jsonl"
-  # Stopped at its 100th write of the put's 300 (batches of 10), after a majority had it.
-  old=$(stop_mongo_rs_primary rsA --after-writes 100)
+  # A catalogue of 10,000, then 10,000 more with the primary stopped at the 300th write of
+  # the second put's 1,000 (batches of 10), after a majority had it.
+  seq 1 10000 | awk '{printf "{\"name\": \"c%d\", \"i\": %d}\n", $1, $1}' >"$BATS_TEST_TMPDIR/catalogue.jsonl"
+  run -0 shard-route put --map "$BATS_TEST_TMPDIR/map.yaml" -n products -q --timeout 60s <"$BATS_TEST_TMPDIR/catalogue.jsonl"
+  seq 1 10000 | awk '{printf "{\"name\": \"p%d\", \"i\": %d}\n", $1, $1}' >"$BATS_TEST_TMPDIR/products.jsonl"
+  old=$(stop_mongo_rs_primary rsA --after-writes 300)
   run -0 --separate-stderr shard-route put --map "$BATS_TEST_TMPDIR/map.yaml" -n products --batch 10 \
     --timeout 60s <"$BATS_TEST_TMPDIR/products.jsonl"
   run rs_field rsA primary
@@ -186,11 +189,11 @@ YAML
   run grep -c " rs stopped $old: stopPrimary after write [0-9]* reached w:2, before replying" "$RSA_LOG"
   assert_output 1
   run -0 shard-route count --map "$BATS_TEST_TMPDIR/map.yaml" -n products
-  assert_output 3000
+  assert_output 20000
   run -0 --separate-stderr shard-route verify --map "$BATS_TEST_TMPDIR/map.yaml" -n products -v
-  [[ $stderr == *"3000 documents on 1 shards: 3000 where the map says, 0 misplaced"* ]] || fail "$stderr"
-  run -0 --separate-stderr shard-route get --map "$BATS_TEST_TMPDIR/map.yaml" -n products p1 p1500 p3000
-  [ "${#lines[@]}" -eq 3 ] || fail "get printed ${#lines[@]} lines: $output; stderr: $stderr"
+  [[ $stderr == *"20000 documents on 1 shards: 20000 where the map says, 0 misplaced"* ]] || fail "$stderr"
+  run -0 --separate-stderr shard-route get --map "$BATS_TEST_TMPDIR/map.yaml" -n products c1 p1 p5000 p10000
+  [ "${#lines[@]}" -eq 4 ] || fail "get printed ${#lines[@]} lines: $output; stderr: $stderr"
   restart_mongo_rs_member rsA "$old" >/dev/null
 }
 
