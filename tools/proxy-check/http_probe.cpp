@@ -8,6 +8,7 @@
 #include "proxy-check/probes.hpp"
 
 #include <envkit/base64.hpp>
+#include <envkit/http1.hpp>
 
 namespace proxy_check {
 
@@ -74,27 +75,6 @@ std::optional<bool> status_allowed(int status, const std::optional<std::string>&
     start = end + 1;
   }
   return false;
-}
-
-/// Decodes a chunked body as far as it is complete.
-std::string dechunk(std::string_view raw) {
-  std::string out;
-  while (!raw.empty()) {
-    size_t eol = raw.find("\r\n");
-    if (eol == std::string_view::npos) break;
-    size_t len = 0;
-    try {
-      len = std::stoul(std::string(raw.substr(0, eol)), nullptr, 16);
-    } catch (...) {
-      break;
-    }
-    raw.remove_prefix(eol + 2);
-    if (len == 0) break;
-    out.append(raw.substr(0, len));
-    if (raw.size() < len + 2) break;
-    raw.remove_prefix(len + 2);
-  }
-  return out;
 }
 
 }  // namespace
@@ -178,33 +158,12 @@ ProbeResult probe_http(const envkit::Url& original, const ProbeOptions& options)
                                              : "server closed mid-headers after '" + printable(raw) + "'");
     }
     size_t head_end = raw.find("\r\n\r\n");
-    std::string head = raw.substr(0, head_end);
     resp = Response{};
-    size_t eol = head.find("\r\n");
-    resp.status_line = head.substr(0, eol);
-    if (resp.status_line.rfind("HTTP/1.", 0) != 0 || resp.status_line.size() < 12 ||
-        !std::isdigit(static_cast<unsigned char>(resp.status_line[9]))) {
-      return fail(r, "response", "not HTTP: '" + printable(resp.status_line) + "'");
-    }
-    try {
-      resp.status = std::stoi(resp.status_line.substr(9, 3));
-    } catch (...) {
-      return fail(r, "response", "bad status line '" + printable(resp.status_line) + "'");
-    }
-    size_t pos = eol == std::string::npos ? head.size() : eol + 2;
-    while (pos < head.size()) {
-      size_t next = head.find("\r\n", pos);
-      if (next == std::string::npos) next = head.size();
-      std::string line = head.substr(pos, next - pos);
-      size_t colon = line.find(':');
-      if (colon != std::string::npos) {
-        std::string value = line.substr(colon + 1);
-        value.erase(0, value.find_first_not_of(" \t"));
-        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-        resp.headers.emplace_back(lower(line.substr(0, colon)), value);
-      }
-      pos = next + 2;
-    }
+    auto head = envkit::parse_response_head(std::string_view(raw).substr(0, head_end));
+    if (!head) return fail(r, "response", "not HTTP: '" + printable(raw.substr(0, raw.find("\r\n"))) + "'");
+    resp.status = head->status;
+    resp.status_line = std::move(head->status_line);
+    for (auto& [name, value] : head->headers) resp.headers.emplace_back(lower(std::move(name)), std::move(value));
 
     bool is_redirect = resp.status >= 300 && resp.status < 400 && resp.header("location");
     if (is_redirect && redirects < follow) {
@@ -245,7 +204,7 @@ ProbeResult probe_http(const envkit::Url& original, const ProbeOptions& options)
         }
       }
       while (body.size() < want && body.find(*match) == std::string::npos) {
-        if (chunked && (dechunk(body).find(*match) != std::string::npos || body.ends_with("\r\n0\r\n\r\n") ||
+        if (chunked && (envkit::dechunk(body).find(*match) != std::string::npos || body.ends_with("\r\n0\r\n\r\n") ||
                         body == "0\r\n\r\n")) {
           break;  // matched, or the last chunk came: nothing more to wait for
         }
@@ -255,7 +214,7 @@ ProbeResult probe_http(const envkit::Url& original, const ProbeOptions& options)
         body += more;
         if (*got == ReadUntil::closed && more.empty()) break;
       }
-      resp.body = chunked ? dechunk(body) : body;
+      resp.body = chunked ? envkit::dechunk(body) : body;
       resp.body_truncated = body.size() >= kMaxBodyBytes;
     }
     clock.mark("body");

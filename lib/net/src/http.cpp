@@ -32,15 +32,6 @@ struct CurlString {
   void operator()(char* s) const { curl_free(s); }
 };
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // Everything one transfer needs while libcurl runs it. libcurl keeps pointers into it
 // (buffers, header list, body), so it stays put until the transfer is finished.
 struct Transfer {
@@ -81,8 +72,8 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   }
   auto colon = line.find(':');
   if (colon != std::string_view::npos && colon > 0) {
-    t->response.headers.emplace_back(std::string(trim(line.substr(0, colon))),
-                                     std::string(trim(line.substr(colon + 1))));
+    t->response.headers.emplace_back(std::string(trim_field(line.substr(0, colon))),
+                                     std::string(trim_field(line.substr(colon + 1))));
   }
   return n;
 }

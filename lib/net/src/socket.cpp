@@ -300,6 +300,18 @@ Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
   }
 }
 
+bool Stream::peer_closed() const {
+  if (fd_ < 0) return true;
+  char byte;
+  for (;;) {
+    ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n > 0) return !ssl_;
+    if (errno == EINTR) continue;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
 Status Stream::read_exact(char* buffer, size_t size, Deadline deadline) {
   size_t done = 0;
   while (done < size) {

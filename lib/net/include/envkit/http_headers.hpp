@@ -22,6 +22,15 @@ inline bool header_name_equals(std::string_view a, std::string_view b) {
          });
 }
 
+/// A header line's name or value without the blanks around it (and a line end).
+inline std::string_view trim_field(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 /// The value of the first field called `name` (case-insensitive), if any.
 inline std::optional<std::string_view> find_header(const HttpHeaders& headers,
                                                    std::string_view name) {

@@ -92,6 +92,12 @@ class Stream {
   Result<TlsSessionInfo> start_tls(const TlsOptions& options, const std::string& host,
                                    Deadline deadline);
 
+  /// True when the peer has closed or reset the connection, seen without waiting and
+  /// without consuming anything: whether an idle keep-alive connection can take a request.
+  /// Bytes waiting on a plain connection count as closed too (an idle peer sends nothing);
+  /// on TLS they may be a session ticket, so only the end of the stream counts.
+  bool peer_closed() const;
+
   bool is_tls() const { return ssl_ != nullptr; }
   /// The address actually connected to, "127.0.0.1:3306" or "[::1]:3306".
   const std::string& peer() const { return peer_; }
