@@ -16,7 +16,7 @@
 #include <envkit/bytes.hpp>
 #include <envkit/durable_file.hpp>
 #include <envkit/exit_status.hpp>
-#include <envkit/http.hpp>
+#include <envkit/http1.hpp>
 #include <envkit/json.hpp>
 #include <envkit/jsonl.hpp>
 #include <envkit/log.hpp>
@@ -91,7 +91,7 @@ struct Target {
   std::string base;  // the target URL without a trailing '/'
 };
 
-envkit::Result<std::string> fetch(envkit::HttpClient& client, const std::string& url,
+envkit::Result<std::string> fetch(envkit::HttpConnection& client, const std::string& url,
                                   std::chrono::milliseconds timeout) {
   envkit::HttpRequest req;
   req.url = url;
@@ -114,9 +114,8 @@ envkit::Result<Snapshot> read_back_tasks(const std::string& source, const std::s
   snap.invoke = now_us();
   std::string body;
   if (url->scheme == "http" || url->scheme == "https") {
-    auto client = envkit::HttpClient::create(connection);
-    if (!client) return client.error();
-    auto text = fetch(*client, source, timeout);
+    envkit::HttpConnection client(connection, kMaxReadBack);
+    auto text = fetch(client, source, timeout);
     if (!text) return text.error();
     body = std::move(*text);
   } else if (url->is_file()) {
@@ -209,8 +208,9 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
   const std::string body_template =
       !p.body.empty() ? p.body : (p.workload == Workload::tasks ? kDefaultTaskBody : "");
   auto status = envkit::for_each_parallel(p.workers, p.workers, [&](size_t w, size_t) -> envkit::Status {
-    auto client = envkit::HttpClient::create(connection);
-    if (!client) return client.error();
+    // One keep-alive connection a worker, spoken by hand: libcurl's setup per request cost
+    // race-probe three times wrk's client CPU (bench/race-probe).
+    envkit::HttpConnection client(connection);
     Buyer buy;
     if (stock) {
       auto b = stock->buyer();
@@ -266,7 +266,7 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
       if (buy) {
         op.reached = buy(op);
       } else {
-        auto r = client->perform(req);
+        auto r = client.perform(req);
         classify(r, op);
         if (p.workload == Workload::register_) register_outcome(r, op);
       }

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include <envkit/exit_status.hpp>
-#include <envkit/http.hpp>
+#include <envkit/http1.hpp>
 #include <envkit/json.hpp>
 #include <envkit/mysql.hpp>
 #include <envkit/options.hpp>
@@ -25,8 +25,7 @@ class HttpStock : public StockTarget {
       : base_(std::move(base)), connection_(std::move(connection)), timeout_(timeout) {}
 
   envkit::Result<std::map<std::string, int64_t>> set_up(uint64_t items, uint64_t stock) override {
-    auto client = envkit::HttpClient::create(connection_);
-    if (!client) return client.error();
+    envkit::HttpConnection client(connection_);
     std::map<std::string, int64_t> initial;
     for (uint64_t i = 0; i < items; ++i) {
       envkit::HttpRequest req;
@@ -35,7 +34,7 @@ class HttpStock : public StockTarget {
       req.headers.emplace_back("Content-Type", "application/json");
       req.body = "{\"stock\":" + std::to_string(stock) + "}";
       req.timeout = timeout_;
-      auto r = client->perform(req);
+      auto r = client.perform(req);
       if (!r) return r.error().context("setting the stock of " + item_name(i));
       if (r->status / 100 != 2) {
         return Error{Exit::unavailable, "setting the stock: " + req.url + ": HTTP " + std::to_string(r->status)};
@@ -46,9 +45,7 @@ class HttpStock : public StockTarget {
   }
 
   envkit::Result<Buyer> buyer() override {
-    auto client = envkit::HttpClient::create(connection_);
-    if (!client) return client.error();
-    auto shared = std::make_shared<envkit::HttpClient>(std::move(*client));
+    auto shared = std::make_shared<envkit::HttpConnection>(connection_);
     return Buyer([this, shared](Operation& op) {
       envkit::HttpRequest req;
       req.method = "POST";
@@ -69,15 +66,14 @@ class HttpStock : public StockTarget {
   }
 
   envkit::Result<Snapshot> read() override {
-    auto client = envkit::HttpClient::create(connection_);
-    if (!client) return client.error();
+    envkit::HttpConnection client(connection_);
     Snapshot snap;
     snap.source = base_;
     snap.invoke = now_us();
     envkit::HttpRequest req;
     req.url = base_;
     req.timeout = timeout_;
-    auto r = client->perform(req);
+    auto r = client.perform(req);
     if (!r) return r.error().context("reading back " + base_);
     auto doc = envkit::parse_json(r->body);
     if (r->status != 200 || !doc || !doc->IsObject()) {
