@@ -300,6 +300,50 @@ Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
   }
 }
 
+Result<std::optional<size_t>> Stream::try_read(char* buffer, size_t size) {
+  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
+  for (;;) {
+    if (ssl_) {
+      ERR_clear_error();
+      size_t got = 0;
+      SigpipeGuard no_sigpipe;
+      if (SSL_read_ex(ssl_.get(), buffer, size, &got) == 1) return std::optional<size_t>(got);
+      int e = SSL_get_error(ssl_.get(), 0);
+      if (e == SSL_ERROR_ZERO_RETURN) return std::optional<size_t>(0);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return std::optional<size_t>();
+      if (e == SSL_ERROR_SYSCALL && errno != 0) return fail(failure_from_socket_errno(errno), errno_message(errno));
+      return fail(Failure::connection_lost, "TLS read: " + ssl_error_text("connection closed"));
+    }
+    ssize_t n = ::recv(fd_, buffer, size, 0);
+    if (n >= 0) return std::optional<size_t>(static_cast<size_t>(n));
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<size_t>();
+    return fail(failure_from_socket_errno(errno), errno_message(errno));
+  }
+}
+
+Result<size_t> Stream::try_write(std::string_view data) {
+  if (fd_ < 0) return fail(Failure::internal, "write on a closed stream");
+  if (data.empty()) return size_t{0};
+  for (;;) {
+    if (ssl_) {
+      ERR_clear_error();
+      size_t wrote = 0;
+      SigpipeGuard no_sigpipe;
+      if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &wrote) == 1) return wrote;
+      int e = SSL_get_error(ssl_.get(), 0);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return size_t{0};
+      if (e == SSL_ERROR_SYSCALL && errno != 0) return fail(failure_from_socket_errno(errno), errno_message(errno));
+      return fail(Failure::connection_lost, "TLS write: " + ssl_error_text("connection closed"));
+    }
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return fail(failure_from_socket_errno(errno), errno_message(errno));
+  }
+}
+
 bool Stream::peer_closed() const {
   if (fd_ < 0) return true;
   char byte;

@@ -18,6 +18,7 @@
 
 #include <envkit/exit_status.hpp>
 
+#include "http_script.hpp"
 #include "loopback.hpp"
 
 namespace envkit {
@@ -54,135 +55,6 @@ TEST(Dechunk, ChunksExtensionsAndWhatIsComplete) {
   EXPECT_EQ(dechunk(""), "");
 }
 
-// A scripted HTTP/1.1 server, one thread per connection; it counts connections and requests.
-//   /len       201 "[]" with Content-Length, kept alive
-//   /chunked   a chunked body in three writes, with an extension and a trailer, kept alive
-//   /close     Connection: close, then closes
-//   /eof       HTTP/1.0 with no length: the body ends with the connection
-//   /continue  100 Continue, then 200 "done"
-//   /idle      200, then closes the idle connection 50 ms later
-//   /echo      the request's head and body as the body
-//   /big       a Content-Length of 10 MB (never sent)
-//   /garbage   not HTTP     /drop  closes without answering     /silent  answers nothing for 3 s
-class ScriptedServer {
- public:
-  ScriptedServer() : socket_(true) {
-    acceptor_ = std::thread([this] {
-      for (int i = 0; i < 10000 && !stop_; ++i) {
-        pollfd p{socket_.fd(), POLLIN, 0};
-        if (::poll(&p, 1, 20) <= 0) continue;
-        int fd = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        ++connections;
-        std::lock_guard lock(mutex_);
-        handlers_.emplace_back([this, fd] {
-          serve(fd);
-          ::close(fd);
-          ++closed;
-        });
-      }
-    });
-  }
-  ~ScriptedServer() {
-    stop_ = true;
-    acceptor_.join();
-    for (auto& t : handlers_) t.join();
-  }
-  std::string url(std::string_view path) const {
-    return "http://127.0.0.1:" + std::to_string(socket_.port()) + std::string(path);
-  }
-
-  std::atomic<int> connections{0}, requests{0}, closed{0};
-
- private:
-  // Reads until `pred(in)` or the client closes; false on close, stop or 3 s of silence.
-  template <class Pred>
-  bool read_until(int fd, std::string& in, Pred pred) {
-    char buf[4096];
-    for (int i = 0; i < 10000 && !pred(in); ++i) {
-      if (stop_) return false;
-      pollfd p{fd, POLLIN, 0};
-      int ready = ::poll(&p, 1, 20);
-      if (ready == 0) {
-        if (i > 150) return false;
-        continue;
-      }
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return false;
-      in.append(buf, static_cast<size_t>(n));
-      i = 0;
-    }
-    return pred(in);
-  }
-
-  static void send_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-
-  void serve(int fd) {
-    std::string in;
-    for (int served = 0; served < 1000; ++served) {
-      if (!read_until(fd, in, [](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; })) return;
-      size_t end = in.find("\r\n\r\n");
-      std::string head = in.substr(0, end);
-      size_t length = 0;
-      if (auto at = head.find("Content-Length: "); at != std::string::npos) length = std::stoul(head.substr(at + 16));
-      if (!read_until(fd, in, [&](const std::string& s) { return s.size() >= end + 4 + length; })) return;
-      std::string body = in.substr(end + 4, length);
-      in.erase(0, end + 4 + length);
-      ++requests;
-      std::string path = head.substr(head.find(' ') + 1);
-      path = path.substr(0, path.find_first_of(" ?"));
-      if (path == "/len") {
-        send_all(fd, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]");
-      } else if (path == "/chunked") {
-        send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=x\r\nhel");
-        std::this_thread::sleep_for(milliseconds(5));
-        send_all(fd, "lo\r\n6\r\n world\r\n");
-        std::this_thread::sleep_for(milliseconds(5));
-        send_all(fd, "0\r\nX-Trailer: 1\r\n\r\n");
-      } else if (path == "/close") {
-        send_all(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
-        return;
-      } else if (path == "/eof") {
-        send_all(fd, "HTTP/1.0 200 OK\r\n\r\nuntil the end");
-        return;
-      } else if (path == "/continue") {
-        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
-      } else if (path == "/idle") {
-        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nidle");
-        std::this_thread::sleep_for(milliseconds(50));
-        return;
-      } else if (path == "/echo") {
-        std::string text = head + "\r\n\r\n" + body;
-        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text);
-      } else if (path == "/big") {
-        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\nxx");
-      } else if (path == "/garbage") {
-        send_all(fd, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
-        return;
-      } else if (path == "/drop") {
-        return;
-      } else if (path == "/silent") {
-        for (int i = 0; i < 150 && !stop_; ++i) std::this_thread::sleep_for(milliseconds(20));
-        return;
-      } else {
-        send_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-      }
-    }
-  }
-
-  test::LoopbackSocket socket_;
-  std::atomic<bool> stop_{false};
-  std::thread acceptor_;
-  std::mutex mutex_;
-  std::vector<std::thread> handlers_;
-};
-
 HttpRequest request(std::string url, std::string method = "GET", std::string body = "") {
   HttpRequest r;
   r.url = std::move(url);
@@ -192,7 +64,7 @@ HttpRequest request(std::string url, std::string method = "GET", std::string bod
 }
 
 TEST(HttpConnection, KeepsOneConnectionForManyRequests) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts());
   for (int i = 0; i < 200; ++i) {
     auto r = c.perform(request(server.url("/len"), "POST", "{\"i\":" + std::to_string(i) + "}"));
@@ -210,7 +82,7 @@ TEST(HttpConnection, KeepsOneConnectionForManyRequests) {
 }
 
 TEST(HttpConnection, ChunkedBodiesAndInformationalResponses) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts());
   auto r = c.perform(request(server.url("/chunked")));
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -223,7 +95,7 @@ TEST(HttpConnection, ChunkedBodiesAndInformationalResponses) {
 }
 
 TEST(HttpConnection, ConnectionCloseAndBodiesToTheEndReconnectForTheNext) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts());
   auto closing = c.perform(request(server.url("/close")));
   ASSERT_TRUE(closing.ok()) << closing.error().message;
@@ -240,7 +112,7 @@ TEST(HttpConnection, ConnectionCloseAndBodiesToTheEndReconnectForTheNext) {
 // A keep-alive connection the server closed while idle is seen before sending: the request
 // goes once, on a new connection, and is not lost or doubled.
 TEST(HttpConnection, IdleConnectionClosedByTheServerIsReplacedBeforeSending) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts());
   ASSERT_TRUE(c.perform(request(server.url("/idle"))).ok());
   for (auto end = Clock::now() + milliseconds(5000); server.closed < 1 && Clock::now() < end;) {
@@ -255,7 +127,7 @@ TEST(HttpConnection, IdleConnectionClosedByTheServerIsReplacedBeforeSending) {
 }
 
 TEST(HttpConnection, SendsHostAgentLengthAndCredentialsButNotThePassword) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts());
   std::string url = server.url("/echo?a=1%202#frag");
   url.insert(url.find("//") + 2, "user:s3cret@");
@@ -273,7 +145,7 @@ TEST(HttpConnection, SendsHostAgentLengthAndCredentialsButNotThePassword) {
 }
 
 TEST(HttpConnection, FailuresAreClassifiedAndBounded) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   {
     HttpConnection c(test::short_timeouts());
     auto r = c.perform(request("http://127.0.0.1:" + std::to_string(test::closed_port()) + "/"));
@@ -307,7 +179,7 @@ TEST(HttpConnection, FailuresAreClassifiedAndBounded) {
 }
 
 TEST(HttpConnection, RequestTimeoutBoundsTheWholeRequest) {
-  ScriptedServer server;
+  test::ScriptedHttpServer server;
   HttpConnection c(test::short_timeouts(milliseconds(300), milliseconds(5000)));
   auto req = request(server.url("/silent"));
   req.timeout = milliseconds(200);

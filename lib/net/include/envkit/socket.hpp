@@ -92,6 +92,14 @@ class Stream {
   Result<TlsSessionInfo> start_tls(const TlsOptions& options, const std::string& host,
                                    Deadline deadline);
 
+  /// For callers that wait on many streams themselves (epoll): the descriptor, and one read
+  /// or write that never waits. try_read gives nullopt when nothing can be read yet, 0 when
+  /// the peer closed the stream; try_write the bytes written (0 when none could be). Over
+  /// TLS a record may need the other direction first: wait for both, then try again.
+  int fd() const { return fd_; }
+  Result<std::optional<size_t>> try_read(char* buffer, size_t size);
+  Result<size_t> try_write(std::string_view data);
+
   /// True when the peer has closed or reset the connection, seen without waiting and
   /// without consuming anything: whether an idle keep-alive connection can take a request.
   /// Bytes waiting on a plain connection count as closed too (an idle peer sends nothing);
