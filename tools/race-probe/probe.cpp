@@ -1,5 +1,6 @@
 // The probe's run: operations from C workers, the read-back, the check, the report.
 #include "race-probe/probe.hpp"
+#include "race-probe/http_driver.hpp"
 #include "race-probe/registers.hpp"
 #include "race-probe/stock.hpp"
 
@@ -196,89 +197,131 @@ void remember(const Operation& op, std::map<std::string, int64_t>& last_seen) {
   if (op.f == "cas") last_seen[op.id] = op.to;
 }
 
-// Sends every operation; each worker keeps its own list and histogram-free records (the
-// latency is computed from the history, so reconcile can show it too).
+// One worker's operations: what it sends next, and what an answer means. The HTTP
+// workloads' driver (race-probe/http_driver.hpp) and the threads of the workloads that buy
+// through a target of their own both take their operations from here.
+class WorkerPlan final : public HttpWorker {
+ public:
+  WorkerPlan(const ProbeConfig& p, const std::string& client_id, size_t worker, const std::string& body_template,
+             std::atomic<uint64_t>& next, int64_t start, bool http)
+      : p_(p), client_id_(client_id), worker_(worker), body_template_(body_template), next_(next), start_(start),
+        http_(http), rng_(std::hash<std::string>{}(client_id) ^ (worker * 0x9E3779B97F4A7C15ull)) {}
+
+  bool next(Operation& op, envkit::HttpRequest& req) override {
+    if (envkit::stop_requested()) return false;
+    // Closed load: this worker's own N. Open loop: the next due request, whoever is free.
+    if (p_.rate <= 0 && sent_ >= p_.requests) return false;
+    uint64_t seq = p_.rate > 0 ? next_.fetch_add(1) : worker_ * p_.requests + sent_;
+    ++sent_;
+    if (seq >= p_.requests * p_.workers) return false;
+    op.client = client_id_;
+    op.seq = seq;
+    op.worker = static_cast<uint32_t>(worker_);
+    req.method = p_.method;
+    req.timeout = p_.request_timeout.value;
+    if (p_.workload == Workload::tasks) {
+      op.f = "add";
+      op.id = client_id_ + "-" + std::to_string(seq);
+      std::string payload = "task " + op.id + " from worker " + std::to_string(worker_);
+      op.checksum = payload_checksum(payload);
+      std::string body = replace_all(body_template_, "{id}", op.id);
+      body = replace_all(body, "{client}", client_id_);
+      body = replace_all(body, "{seq}", std::to_string(seq));
+      body = replace_all(body, "{payload}", payload);
+      req.body = replace_all(body, "{checksum}", op.checksum);
+      req.url = p_.target;
+    } else if (p_.workload == Workload::register_) {
+      plan_register_op(op, seq, p_.keys, rng_, last_seen_);
+      if (http_) register_request(p_.target, op, req);
+    } else {
+      op.f = "buy";
+      op.id = item_name(seq % p_.items);
+    }
+    req.headers.emplace_back("Content-Type", "application/json");
+    if (p_.rate > 0) op.intended = start_ + static_cast<int64_t>(static_cast<double>(seq) * 1e6 / p_.rate);
+    return true;
+  }
+
+  void finish(Operation& op, const envkit::Result<envkit::HttpResponse>& r) override {
+    classify(r, op);
+    if (p_.workload == Workload::register_) register_outcome(r, op);
+    bought(op);
+  }
+
+  // After an operation through a buyer (the caller set op's outcome).
+  void bought(const Operation& op) {
+    if (p_.workload == Workload::register_) remember(op, last_seen_);
+  }
+
+ private:
+  const ProbeConfig& p_;
+  const std::string& client_id_;
+  size_t worker_;
+  const std::string& body_template_;
+  std::atomic<uint64_t>& next_;
+  int64_t start_;
+  bool http_;
+  std::mt19937_64 rng_;
+  uint64_t sent_ = 0;
+  std::map<std::string, int64_t> last_seen_;  // register: what this worker last saw per key
+};
+
+// Sends every operation and returns them in the order they were invoked. HTTP targets go
+// through the driver; a buyer (the stock targets, registers in a store) blocks, so each of
+// those workers has a thread of its own.
 envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std::string& client_id,
                                                 const envkit::ConnectionOptions& connection,
                                                 StockTarget* stock, RegisterTarget* registers) {
-  const uint64_t total = p.requests * p.workers;
   std::vector<std::vector<Operation>> per_worker(p.workers);
   std::atomic<uint64_t> next{0};
   const int64_t start = now_us() + 1000;
   const std::string body_template =
       !p.body.empty() ? p.body : (p.workload == Workload::tasks ? kDefaultTaskBody : "");
-  auto status = envkit::for_each_parallel(p.workers, p.workers, [&](size_t w, size_t) -> envkit::Status {
-    // One keep-alive connection a worker, spoken by hand: libcurl's setup per request cost
-    // race-probe three times wrk's client CPU (bench/race-probe).
-    envkit::HttpConnection client(connection);
-    Buyer buy;
-    if (stock) {
-      auto b = stock->buyer();
-      if (!b) return b.error();
-      buy = std::move(*b);
-    } else if (registers) {
-      auto c = registers->client();
-      if (!c) return c.error();
-      buy = std::move(*c);
-    }
-    auto& ops = per_worker[w];
-    ops.reserve(p.requests + 1);
-    std::mt19937_64 rng(std::hash<std::string>{}(client_id) ^ (w * 0x9E3779B97F4A7C15ull));
-    std::map<std::string, int64_t> last_seen;  // register: what this worker last saw per key
-    for (uint64_t i = 0; i < p.requests || p.rate > 0; ++i) {
-      if (envkit::stop_requested()) break;
-      // Closed load: this worker's own N. Open loop: the next due request, whoever is free.
-      uint64_t seq = p.rate > 0 ? next.fetch_add(1) : w * p.requests + i;
-      if (seq >= total) break;
-      Operation op;
-      op.client = client_id;
-      op.seq = seq;
-      op.worker = static_cast<uint32_t>(w);
-      envkit::HttpRequest req;
-      req.method = p.method;
-      req.timeout = p.request_timeout.value;
-      if (p.workload == Workload::tasks) {
-        op.f = "add";
-        op.id = client_id + "-" + std::to_string(seq);
-        std::string payload = "task " + op.id + " from worker " + std::to_string(w);
-        op.checksum = payload_checksum(payload);
-        std::string body = replace_all(body_template, "{id}", op.id);
-        body = replace_all(body, "{client}", client_id);
-        body = replace_all(body, "{seq}", std::to_string(seq));
-        body = replace_all(body, "{payload}", payload);
-        req.body = replace_all(body, "{checksum}", op.checksum);
-        req.url = p.target;
-      } else if (p.workload == Workload::register_) {
-        plan_register_op(op, seq, p.keys, rng, last_seen);
-        if (!registers) register_request(p.target, op, req);
+  const bool http = !stock && !registers;
+  std::vector<std::unique_ptr<WorkerPlan>> plans;
+  for (size_t w = 0; w < p.workers; ++w) {
+    plans.push_back(std::make_unique<WorkerPlan>(p, client_id, w, body_template, next, start, http));
+  }
+  envkit::Status status;
+  if (http) {
+    std::vector<HttpWorker*> workers;
+    for (auto& plan : plans) workers.push_back(plan.get());
+    status = drive_http(std::move(workers), connection, p.request_timeout.value, per_worker);
+  } else {
+    status = envkit::for_each_parallel(p.workers, p.workers, [&](size_t w, size_t) -> envkit::Status {
+      Buyer buy;
+      if (stock) {
+        auto b = stock->buyer();
+        if (!b) return b.error();
+        buy = std::move(*b);
       } else {
-        op.f = "buy";
-        op.id = item_name(seq % p.items);
+        auto c = registers->client();
+        if (!c) return c.error();
+        buy = std::move(*c);
       }
-      req.headers.emplace_back("Content-Type", "application/json");
-      if (p.rate > 0) {
-        op.intended = start + static_cast<int64_t>(static_cast<double>(seq) * 1e6 / p.rate);
-        int64_t wait = op.intended - now_us();
-        if (wait > 0 && !envkit::sleep_unless_stopped(std::chrono::microseconds(wait))) break;
-      }
-      op.invoke = now_us();
-      if (p.rate <= 0) op.intended = op.invoke;
-      if (buy) {
+      auto& ops = per_worker[w];
+      ops.reserve(p.requests + 1);
+      for (;;) {
+        Operation op;
+        envkit::HttpRequest unused;
+        if (!plans[w]->next(op, unused)) break;
+        if (op.intended > 0) {
+          int64_t wait = op.intended - now_us();
+          if (wait > 0 && !envkit::sleep_unless_stopped(std::chrono::microseconds(wait))) break;
+        }
+        op.invoke = now_us();
+        if (op.intended == 0) op.intended = op.invoke;
         op.reached = buy(op);
-      } else {
-        auto r = client.perform(req);
-        classify(r, op);
-        if (p.workload == Workload::register_) register_outcome(r, op);
+        plans[w]->bought(op);
+        op.complete = now_us();
+        ops.push_back(std::move(op));
       }
-      if (p.workload == Workload::register_) remember(op, last_seen);
-      op.complete = now_us();
-      ops.push_back(std::move(op));
-    }
-    return {};
-  });
+      return {};
+    });
+  }
   if (!status) return status.error();
   std::vector<Operation> all;
-  all.reserve(total);
+  all.reserve(p.requests * p.workers);
   for (auto& ops : per_worker) {
     for (auto& op : ops) all.push_back(std::move(op));
   }
