@@ -226,6 +226,31 @@ start_serve() {
   [ "$(jq length "$data")" -eq 40 ]
 }
 
+@test "a probe stopped by SIGTERM sends nothing more, reports and records what it sent, exits 75" {
+  data=$BATS_TEST_TMPDIR/tasks.json
+  start_serve --data "$data"
+  race-probe --target "$base/tasks" --client-id t --workers 4 --requests 2500 --rate 200 --format json \
+    --history "$BATS_TEST_TMPDIR/h.jsonl" >"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err" &
+  local pid=$! n=0 deadline=$((SECONDS + 30)) status=0 i sent
+  until ((n >= 40)); do
+    ((SECONDS < deadline)) || fail "fewer than 40 tasks stored in 30 s"
+    sleep 0.05
+    n=$(curl -s "$base/tasks" | jq length)
+  done
+  kill -TERM "$pid"
+  for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && fail "still running 10 s after SIGTERM"
+  wait "$pid" || status=$?
+  [ "$status" -eq 75 ] || fail "exit $status: $(cat "$BATS_TEST_TMPDIR/err")"
+  grep -q "stopped by a signal" "$BATS_TEST_TMPDIR/err"
+  # What was sent was answered and stored; the 10,000 asked for were not all sent.
+  sent=$(jq '.operations.ok' "$BATS_TEST_TMPDIR/out.json")
+  ((sent >= 40 && sent < 10000)) || fail "ok operations: $sent"
+  jq -e --argjson n "$sent" '.stored == $n and .lost == 0 and .duplicated == 0' "$BATS_TEST_TMPDIR/out.json"
+  [ "$(jq length "$data")" -eq "$sent" ]
+  [ "$(grep -c '"type":"op"' "$BATS_TEST_TMPDIR/h.jsonl")" -eq "$sent" ]
+}
+
 @test "--rate: open loop near the asked rate, corrected and uncorrected latency both reported" {
   start_serve --data "$BATS_TEST_TMPDIR/tasks.json"
   # The stock endpoint answers from memory: the server is never what limits the rate here.
