@@ -283,6 +283,9 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
     plans.push_back(std::make_unique<WorkerPlan>(p, client_id, w, body_template, next, start, http));
   }
   envkit::Status status;
+  if (p.rate <= 0) {
+    for (auto& ops : per_worker) ops.reserve(p.requests);
+  }
   if (http) {
     std::vector<HttpWorker*> workers;
     for (auto& plan : plans) workers.push_back(plan.get());
@@ -300,7 +303,6 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
         buy = std::move(*c);
       }
       auto& ops = per_worker[w];
-      ops.reserve(p.requests + 1);
       for (;;) {
         Operation op;
         envkit::HttpRequest unused;
