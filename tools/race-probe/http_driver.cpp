@@ -41,8 +41,8 @@ struct Connection {
   std::string out;
   size_t sent = 0;
   std::string in;
-  SteadyClock::time_point deadline;  // of the request in flight: the earlier of its whole
-  SteadyClock::time_point whole;     // bound and io_timeout past the last progress
+  SteadyClock::time_point whole;     // the request in flight's bound, from its send
+  SteadyClock::time_point deadline;  // the earlier of whole and io_timeout past the last byte
 };
 
 class Loop {
@@ -81,8 +81,6 @@ class Loop {
   }
 
  private:
-  static int64_t wall_now() { return now_us(); }
-
   // Starts c's next operation, now or at its due time; finishes c when it has no more.
   void begin(Connection& c) {
     for (;;) {
@@ -96,7 +94,7 @@ class Loop {
         finish_connection(c);
         return;
       }
-      if (c.op.intended > wall_now()) {
+      if (c.op.intended > now_us()) {
         c.state = Connection::State::due;
         return;
       }
@@ -106,7 +104,7 @@ class Loop {
 
   // Sends c's operation; false when it failed at once (recorded): the caller goes on.
   bool send(Connection& c) {
-    c.op.invoke = wall_now();
+    c.op.invoke = now_us();
     if (c.op.intended == 0) c.op.intended = c.op.invoke;
     auto start = SteadyClock::now();
     c.whole = start + request_timeout_;
@@ -188,7 +186,7 @@ class Loop {
   }
 
   void complete(Connection& c, const envkit::Result<envkit::HttpResponse>& response) {
-    c.op.complete = wall_now();
+    c.op.complete = now_us();
     c.plan->finish(c.op, response);
     done_[c.worker].push_back(std::move(c.op));
     c.state = Connection::State::idle;
@@ -225,7 +223,7 @@ class Loop {
   // Until the nearest deadline or due time, at most kStopCheck.
   int wait_ms() const {
     auto now = SteadyClock::now();
-    auto wall = wall_now();
+    auto wall = now_us();
     auto wait = std::chrono::duration_cast<std::chrono::microseconds>(kStopCheck);
     for (const auto* c : conns_) {
       if (c->state == Connection::State::sending || c->state == Connection::State::reading) {
@@ -240,7 +238,7 @@ class Loop {
 
   void expire_and_start_due() {
     auto now = SteadyClock::now();
-    auto wall = wall_now();
+    auto wall = now_us();
     for (auto* c : conns_) {
       bool in_flight = c->state == Connection::State::sending || c->state == Connection::State::reading;
       if (in_flight && c->deadline <= now) {

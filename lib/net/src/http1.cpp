@@ -308,13 +308,13 @@ Result<HttpResponse> HttpConnection::perform(const HttpRequest& request) {
     return e.context(request.method + " " + t.redacted + " failed");
   };
 
-  HttpResponse timings;
+  HttpTimings timings;
   // An idle connection the server has closed takes no request: connect afresh instead, so
   // that nothing is sent on a connection already gone.
   if (stream_ && stream_->peer_closed()) stream_.reset();
   if (!stream_) {
     if (auto st = connect(t, bound(options_.connect_timeout)); !st) return failed(st.error());
-    timings.timings.connect = since(start);
+    timings.connect = since(start);
   }
   std::string out;
   t.encode(request, out);
@@ -329,7 +329,7 @@ Result<HttpResponse> HttpConnection::perform(const HttpRequest& request) {
     if (*whole_response) break;
     auto n = stream_->read_some(chunk, sizeof chunk, bound(options_.io_timeout));
     if (!n) return failed(n.error());
-    if (timings.timings.first_byte.count() == 0) timings.timings.first_byte = since(start);
+    if (timings.first_byte.count() == 0) timings.first_byte = since(start);
     in_.append(chunk, *n);
     closed = *n == 0;
   }
@@ -337,7 +337,7 @@ Result<HttpResponse> HttpConnection::perform(const HttpRequest& request) {
   in_.clear();
   HttpResponse r = std::move(reader_.response());
   r.effective_url = t.redacted;
-  r.timings = timings.timings;
+  r.timings = timings;
   r.timings.total = since(start);
   if (r.timings.first_byte.count() == 0) r.timings.first_byte = r.timings.total;
   return r;

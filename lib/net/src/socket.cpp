@@ -269,47 +269,17 @@ Result<Stream> Stream::connect(const std::string& host, uint16_t port, Deadline 
   return last;
 }
 
-Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
-  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
-  if (size == 0) return size_t{0};
+Result<std::optional<size_t>> Stream::read_once(char* buffer, size_t size, short& want) {
   for (;;) {
-    short want = POLLIN;
+    want = POLLIN;
     if (ssl_) {
       ERR_clear_error();
       size_t got = 0;
       SigpipeGuard no_sigpipe;  // a read may send an alert
-      if (SSL_read_ex(ssl_.get(), buffer, size, &got) == 1) return got;
-      int e = SSL_get_error(ssl_.get(), 0);
-      if (e == SSL_ERROR_ZERO_RETURN) return size_t{0};
-      if (e == SSL_ERROR_WANT_WRITE) {
-        want = POLLOUT;
-      } else if (e != SSL_ERROR_WANT_READ) {
-        if (e == SSL_ERROR_SYSCALL && errno != 0)
-          return fail(failure_from_socket_errno(errno), errno_message(errno));
-        return fail(Failure::connection_lost, "TLS read: " + ssl_error_text("connection closed"));
-      }
-    } else {
-      ssize_t n = ::recv(fd_, buffer, size, 0);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail(failure_from_socket_errno(errno), errno_message(errno));
-    }
-    auto ready = wait_for(fd_, want, deadline);
-    if (!ready) return ready.error();
-    if (!*ready) return fail(Failure::io_timeout, "timed out waiting for data");
-  }
-}
-
-Result<std::optional<size_t>> Stream::try_read(char* buffer, size_t size) {
-  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
-  for (;;) {
-    if (ssl_) {
-      ERR_clear_error();
-      size_t got = 0;
-      SigpipeGuard no_sigpipe;
       if (SSL_read_ex(ssl_.get(), buffer, size, &got) == 1) return std::optional<size_t>(got);
       int e = SSL_get_error(ssl_.get(), 0);
       if (e == SSL_ERROR_ZERO_RETURN) return std::optional<size_t>(0);
+      if (e == SSL_ERROR_WANT_WRITE) want = POLLOUT;
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return std::optional<size_t>();
       if (e == SSL_ERROR_SYSCALL && errno != 0) return fail(failure_from_socket_errno(errno), errno_message(errno));
       return fail(Failure::connection_lost, "TLS read: " + ssl_error_text("connection closed"));
@@ -322,26 +292,56 @@ Result<std::optional<size_t>> Stream::try_read(char* buffer, size_t size) {
   }
 }
 
-Result<size_t> Stream::try_write(std::string_view data) {
-  if (fd_ < 0) return fail(Failure::internal, "write on a closed stream");
-  if (data.empty()) return size_t{0};
+Result<std::optional<size_t>> Stream::write_once(std::string_view data, short& want) {
   for (;;) {
+    want = POLLOUT;
     if (ssl_) {
       ERR_clear_error();
       size_t wrote = 0;
       SigpipeGuard no_sigpipe;
-      if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &wrote) == 1) return wrote;
+      if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &wrote) == 1) return std::optional<size_t>(wrote);
       int e = SSL_get_error(ssl_.get(), 0);
-      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return size_t{0};
+      if (e == SSL_ERROR_WANT_READ) want = POLLIN;
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return std::optional<size_t>();
       if (e == SSL_ERROR_SYSCALL && errno != 0) return fail(failure_from_socket_errno(errno), errno_message(errno));
       return fail(Failure::connection_lost, "TLS write: " + ssl_error_text("connection closed"));
     }
+    // MSG_NOSIGNAL: a peer that has gone away is an error value, not a SIGPIPE.
     ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n >= 0) return static_cast<size_t>(n);
+    if (n >= 0) return std::optional<size_t>(static_cast<size_t>(n));
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<size_t>();
     return fail(failure_from_socket_errno(errno), errno_message(errno));
   }
+}
+
+Result<size_t> Stream::read_some(char* buffer, size_t size, Deadline deadline) {
+  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
+  if (size == 0) return size_t{0};
+  for (;;) {
+    short want = POLLIN;
+    auto n = read_once(buffer, size, want);
+    if (!n) return n.error();
+    if (*n) return **n;
+    auto ready = wait_for(fd_, want, deadline);
+    if (!ready) return ready.error();
+    if (!*ready) return fail(Failure::io_timeout, "timed out waiting for data");
+  }
+}
+
+Result<std::optional<size_t>> Stream::try_read(char* buffer, size_t size) {
+  if (fd_ < 0) return fail(Failure::internal, "read on a closed stream");
+  short want = POLLIN;
+  return read_once(buffer, size, want);
+}
+
+Result<size_t> Stream::try_write(std::string_view data) {
+  if (fd_ < 0) return fail(Failure::internal, "write on a closed stream");
+  if (data.empty()) return size_t{0};
+  short want = POLLOUT;
+  auto n = write_once(data, want);
+  if (!n) return n.error();
+  return n->value_or(0);
 }
 
 bool Stream::peer_closed() const {
@@ -374,31 +374,11 @@ Status Stream::write_all(std::string_view data, Deadline deadline) {
   size_t done = 0;
   while (done < data.size()) {
     short want = POLLOUT;
-    if (ssl_) {
-      ERR_clear_error();
-      size_t wrote = 0;
-      SigpipeGuard no_sigpipe;
-      if (SSL_write_ex(ssl_.get(), data.data() + done, data.size() - done, &wrote) == 1) {
-        done += wrote;
-        continue;
-      }
-      int e = SSL_get_error(ssl_.get(), 0);
-      if (e == SSL_ERROR_WANT_READ) {
-        want = POLLIN;
-      } else if (e != SSL_ERROR_WANT_WRITE) {
-        if (e == SSL_ERROR_SYSCALL && errno != 0)
-          return fail(failure_from_socket_errno(errno), errno_message(errno));
-        return fail(Failure::connection_lost, "TLS write: " + ssl_error_text("connection closed"));
-      }
-    } else {
-      // MSG_NOSIGNAL: a peer that has gone away is an error value, not a SIGPIPE.
-      ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-      if (n >= 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail(failure_from_socket_errno(errno), errno_message(errno));
+    auto n = write_once(data.substr(done), want);
+    if (!n) return n.error();
+    if (*n) {
+      done += **n;
+      continue;
     }
     auto ready = wait_for(fd_, want, deadline);
     if (!ready) return ready.error();

@@ -115,6 +115,10 @@ class Stream {
  private:
   Stream(int fd, std::string peer);
   void close();
+  // One read or write that never waits: bytes moved (a read's 0: the peer closed), or
+  // nullopt with `want` set to the readiness to wait for (TLS may need the other one).
+  Result<std::optional<size_t>> read_once(char* buffer, size_t size, short& want);
+  Result<std::optional<size_t>> write_once(std::string_view data, short& want);
 
   int fd_ = -1;
   std::string peer_;
