@@ -269,7 +269,7 @@ envkit::Status drive_http(std::vector<HttpWorker*> workers, const envkit::Connec
   }
   size_t threads = std::min<size_t>(workers.size(), std::max(1u, std::thread::hardware_concurrency()));
   done.resize(workers.size());
-  return envkit::for_each_parallel(threads, threads, [&](size_t, size_t t) -> envkit::Status {
+  return envkit::run_concurrently(threads, [&](size_t t) -> envkit::Status {
     std::vector<Connection*> mine;
     for (size_t i = t; i < conns.size(); i += threads) mine.push_back(conns[i].get());
     return Loop(std::move(mine), connection, request_timeout, done).run();

@@ -291,7 +291,7 @@ envkit::Result<std::vector<Operation>> send_all(const ProbeConfig& p, const std:
     for (auto& plan : plans) workers.push_back(plan.get());
     status = drive_http(std::move(workers), connection, p.request_timeout.value, per_worker);
   } else {
-    status = envkit::for_each_parallel(p.workers, p.workers, [&](size_t w, size_t) -> envkit::Status {
+    status = envkit::run_concurrently(p.workers, [&](size_t w) -> envkit::Status {
       Buyer buy;
       if (stock) {
         auto b = stock->buyer();

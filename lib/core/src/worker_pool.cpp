@@ -49,4 +49,24 @@ Status for_each_parallel(size_t items, size_t workers,
   return first_error;
 }
 
+Status run_concurrently(size_t n, const std::function<Status(size_t i)>& work) {
+  std::vector<Status> results(n);
+  auto run = [&](size_t i) {
+    try {
+      results[i] = work(i);
+    } catch (const std::exception& e) {
+      results[i] = fail(Failure::internal, std::string("internal error: ") + e.what());
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(n > 0 ? n - 1 : 0);
+  for (size_t i = 1; i < n; ++i) threads.emplace_back(run, i);
+  if (n > 0) run(0);
+  for (auto& t : threads) t.join();
+  for (auto& st : results) {
+    if (!st) return st;
+  }
+  return {};
+}
+
 }  // namespace envkit

@@ -1,12 +1,16 @@
 // for_each_parallel (envkit/worker_pool.hpp): every item once, per-worker state, the first
-// error stops new items, exceptions become internal errors.
+// error stops new items, exceptions become internal errors. run_concurrently: all at once.
 #include <envkit/worker_pool.hpp>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <envkit/exit_status.hpp>
@@ -62,6 +66,37 @@ TEST(WorkerPool, AnExceptionIsAnInternalError) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, Exit::software);
   EXPECT_NE(st.error().message.find("boom"), std::string::npos);
+}
+
+// Each call waits (up to 5 s) until all have started: only calls that overlap get past it.
+TEST(RunConcurrently, EveryCallRunsAtOnceOnItsOwnThread) {
+  std::atomic<size_t> arrived{0};
+  std::vector<int> ran(16, 0);
+  auto st = run_concurrently(16, [&](size_t i) -> Status {
+    ++arrived;
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5); arrived < 16;) {
+      if (std::chrono::steady_clock::now() > end) return Error{Exit::temp_fail, "not all at once"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ran[i] = 1;
+    return {};
+  });
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), 1), 16);
+}
+
+TEST(RunConcurrently, EveryCallFinishesAndTheFirstErrorIsReturned) {
+  std::atomic<int> finished{0};
+  auto st = run_concurrently(4, [&](size_t i) -> Status {
+    ++finished;
+    if (i == 3) throw std::runtime_error("boom");
+    if (i >= 1) return Error{Exit::unavailable, "call " + std::to_string(i) + " failed"};
+    return {};
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().message, "call 1 failed");
+  EXPECT_EQ(finished, 4);
+  EXPECT_TRUE(run_concurrently(0, [](size_t) -> Status { return Error{Exit::software, "never"}; }).ok());
 }
 
 }  // namespace
