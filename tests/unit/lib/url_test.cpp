@@ -200,8 +200,11 @@ class ResolvePassword : public ::testing::Test {
     unsetenv("MYSQL_PWD_FILE");
     unsetenv("ENVKIT_AMQP_PASSWORD_FILE");
   }
+  // A directory per test: ctest runs these tests as processes at once, and two of them
+  // writing one path read each other's passwords.
   std::string write_file(const std::string& name, const std::string& text) {
-    auto dir = std::filesystem::path(::testing::TempDir()) / "resolve_password";
+    auto dir = std::filesystem::path(::testing::TempDir()) /
+               ("resolve_password-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::create_directories(dir);
     auto file = (dir / name).string();
     std::ofstream(file) << text;
@@ -218,10 +221,7 @@ TEST_F(ResolvePassword, UrlPasswordWins) {
 
 TEST_F(ResolvePassword, FileBeforeEnvironment) {
   setenv("MYSQL_PWD", "from-env", 1);
-  auto dir = std::filesystem::path(::testing::TempDir()) / "resolve_password";
-  std::filesystem::create_directories(dir);
-  auto file = (dir / "pw").string();
-  std::ofstream(file) << "from-file\r\nsecond line\n";
+  auto file = write_file("pw", "from-file\r\nsecond line\n");
   Url u = parse_ok("mysql://u@h/db");
   ASSERT_TRUE(resolve_password(u, {file, true}).ok());
   EXPECT_EQ(u.password, "from-file");
