@@ -290,6 +290,8 @@ class MysqlSink : public Sink {
     if (!positioned.empty()) {
       if (auto st = ensure_positions_table(); !st) return st;
     }
+    // One transaction from the positions read (FOR UPDATE) to the commit: a second START
+    // TRANSACTION would commit the first and release those locks before the rows are written.
     if (auto st = conn_->execute("START TRANSACTION"); !st) return st;
     std::vector<bool> held(batch.size(), false);
     PositionKeeper::Plan plan;
@@ -315,7 +317,6 @@ class MysqlSink : public Sink {
     InsertBuilder insert(table_, names,
                          " ON DUPLICATE KEY UPDATE " + quote_identifier(columns_[0].name) + " = " +
                              quote_identifier(columns_[0].name));
-    if (auto st = conn_->execute("START TRANSACTION"); !st) return st;
     auto flush = [&]() -> Status {
       if (insert.empty()) return {};
       return conn_->execute(insert.take());
