@@ -2,10 +2,12 @@
 #include <envkit/redis.hpp>
 
 #include <hiredis/hiredis.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 
 #include <envkit/exit_status.hpp>
@@ -59,6 +61,23 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyFreer>;
 // every write, so one huge batch costs quadratic copying as well as memory.
 constexpr size_t kBatchBytes = 1 << 20;
 constexpr size_t kBatchCommands = 16384;
+
+// One command in RESP (an array of bulk strings), appended to `out`.
+void append_resp(const std::vector<std::string>& argv, std::string& out) {
+  char digits[24];
+  auto header = [&](char kind, size_t n) {
+    out += kind;
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+    out.append(digits, end);
+    out += "\r\n";
+  };
+  header('*', argv.size());
+  for (const auto& a : argv) {
+    header('$', a.size());
+    out += a;
+    out += "\r\n";
+  }
+}
 
 }  // namespace
 
@@ -217,6 +236,25 @@ Status RedisConnection::append(const std::vector<std::string>& argv) {
   return {};
 }
 
+Status RedisConnection::send_all(std::string_view bytes) {
+  redisContext* c = context_.get();
+  while (!bytes.empty()) {
+    ssize_t n = ::send(c->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    int e = n < 0 ? errno : EPIPE;
+    // Marked as hiredis marks its own I/O errors, so every later call sees a broken connection.
+    c->err = REDIS_ERR_IO;
+    std::snprintf(c->errstr, sizeof c->errstr, "%s", std::strerror(e));
+    errno = e;
+    return transport_error("sending a command failed");
+  }
+  return {};
+}
+
 Result<RedisReply> RedisConnection::read_reply() {
   void* raw = nullptr;
   errno = 0;
@@ -244,16 +282,19 @@ Result<std::vector<RedisReply>> RedisConnection::pipeline(
   }
   std::vector<RedisReply> replies;
   replies.reserve(commands.size());
+  // Each batch is framed here, in RESP, into one reused buffer and written to the socket
+  // directly; hiredis then only reads the replies. Through hiredis' output buffer a batch
+  // cost an allocation per command, and a move of the unsent rest after every write().
   size_t next = 0;
   while (next < commands.size()) {
     size_t batch_end = next;
-    size_t bytes = 0;
-    while (batch_end < commands.size() && bytes < kBatchBytes &&
+    wire_.clear();
+    while (batch_end < commands.size() && wire_.size() < kBatchBytes &&
            batch_end - next < kBatchCommands) {
-      if (auto st = append(commands[batch_end]); !st) return st.error();
-      for (const auto& a : commands[batch_end]) bytes += a.size() + 16;  // + RESP framing
+      append_resp(commands[batch_end], wire_);
       ++batch_end;
     }
+    if (auto st = send_all(wire_); !st) return st.error();
     for (; next < batch_end; ++next) {
       auto reply = read_reply();
       if (!reply) return reply.error();

@@ -77,6 +77,7 @@ class RedisConnection {
   Error transport_error(std::string_view what);
   Error unusable() const;
   Status append(const std::vector<std::string>& argv);
+  Status send_all(std::string_view bytes);
   Result<RedisReply> read_reply();
 
   std::unique_ptr<redisContext, detail::RedisContextFreer> context_;
@@ -84,6 +85,7 @@ class RedisConnection {
   ConnectionOptions options_;
   bool connecting_ = true;  // still in connect(): timeouts are the connect timeout's
   std::string failure_;     // why the connection broke; hiredis refuses every later call
+  std::string wire_;        // pipeline(): one batch of commands in RESP, reused
 };
 
 }  // namespace envkit
