@@ -9,6 +9,8 @@
 //            evhttp (libevent's evhttp, N event bases accepting from one listening socket)
 //            envkit (envkit::HttpServer: libmicrohttpd with N epoll threads, handlers on a
 //                    pool of N workers; what the commands get)
+//            envkit-count (the same, counting the records POSTed to /ingest; GET /_count
+//                    answers the total: a receiver for bench/sensor-push's open loop)
 // Listens on 127.0.0.1, port picked by the kernel, prints "port N" on stdout once it is
 // accepting, and serves until SIGTERM or SIGINT.
 #include <arpa/inet.h>
@@ -27,6 +29,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -251,14 +256,48 @@ int run_evhttp(unsigned threads) {
 
 // --- envkit::HttpServer ------------------------------------------------------------------
 
-int run_envkit(unsigned threads) {
+// Records in a body: top-level JSON objects, alone, as JSON Lines or in one array (what
+// envkit's HTTP sink posts). Strings are skipped, so braces inside them do not count.
+uint64_t count_records(std::string_view body) {
+  uint64_t n = 0;
+  int depth = 0;
+  bool in_array = false, in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '[': if (depth++ == 0) in_array = true; break;
+      case '{': if (depth == 0 || (depth == 1 && in_array)) ++n; ++depth; break;
+      case ']': case '}': if (--depth == 0) in_array = false; break;
+      default: break;
+    }
+  }
+  return n;
+}
+
+// `count`: a receiver for load generators (bench/sensor-push): POST /ingest also counts the
+// body's records, and GET /_count answers the total. Off for
+// the library comparison, which measures the server alone.
+int run_envkit(unsigned threads, bool count) {
   envkit::HttpServerOptions options;
   options.io_threads = threads;
   options.workers = threads;
+  static std::atomic<uint64_t> lines{0};
   auto server = envkit::HttpServer::start(
       "127.0.0.1", 0,
-      [](const envkit::HttpServerRequest& request) {
+      [count](const envkit::HttpServerRequest& request) {
         bool post = request.method == "POST" && request.path == "/ingest";
+        if (count && post) {
+          lines.fetch_add(count_records(request.body), std::memory_order_relaxed);
+        }
+        if (count && request.method == "GET" && request.path == "/_count") {
+          return envkit::HttpReply::text(200, std::to_string(lines.load()) + "\n");
+        }
         return envkit::HttpReply::text(post ? 202 : 200, std::string(post ? kAccepted : kOk));
       },
       options);
@@ -283,7 +322,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts: they inherit it
 
   if (argc < 2) {
-    std::fprintf(stderr, "usage: envkit-bench-http-server mhd|mhd-tpc|httplib|beast|evhttp|envkit [--threads N]\n");
+    std::fprintf(stderr, "usage: envkit-bench-http-server mhd|mhd-tpc|httplib|beast|evhttp|envkit|envkit-count [--threads N]\n");
     return 64;
   }
   std::string library = argv[1];
@@ -297,7 +336,8 @@ int main(int argc, char** argv) {
   if (library == "httplib") return run_httplib(threads);
   if (library == "beast") return run_beast(threads);
   if (library == "evhttp") return run_evhttp(threads);
-  if (library == "envkit") return run_envkit(threads);
+  if (library == "envkit") return run_envkit(threads, false);
+  if (library == "envkit-count") return run_envkit(threads, true);
   std::fprintf(stderr, "envkit-bench-http-server: unknown library '%s'\n", library.c_str());
   return 64;
 }
