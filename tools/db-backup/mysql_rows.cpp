@@ -187,11 +187,20 @@ bool plainly_one_json_value(std::string_view text) {
         blank();
         continue;
       }
-      case '"': ok = skip_plain_string(p, end); break;
-      case 't': ok = literal("true"); break;
-      case 'f': ok = literal("false"); break;
-      case 'n': ok = literal("null"); break;
-      default: ok = skip_plain_number(p, end);
+      case '"':
+        ok = skip_plain_string(p, end);
+        break;
+      case 't':
+        ok = literal("true");
+        break;
+      case 'f':
+        ok = literal("false");
+        break;
+      case 'n':
+        ok = literal("null");
+        break;
+      default:
+        ok = skip_plain_number(p, end);
     }
     if (!ok) return false;
     // After a value: the end, a comma, or the end of its container(s).

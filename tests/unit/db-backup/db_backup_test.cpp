@@ -305,7 +305,8 @@ bool rapidjson_accepts(std::string_view text) {
   rapidjson::MemoryStream ms(text.data(), text.size());
   rapidjson::BaseReaderHandler<> ignore;
   rapidjson::Reader reader;
-  if (reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseStopWhenDoneFlag>(ms, ignore)
+  if (reader
+          .Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseStopWhenDoneFlag>(ms, ignore)
           .IsError())
     return false;
   for (size_t i = ms.Tell(); i < text.size(); ++i)
@@ -316,26 +317,52 @@ bool rapidjson_accepts(std::string_view text) {
 TEST(Encoding, PlainJsonCheckAgreesWithRapidJson) {
   // Plain values: the fast check alone must accept them (else it saves nothing).
   for (std::string_view t :
-       {R"({"a": 1, "b": [true, false, null], "c": {"d": "e"}})", R"([])", R"({})", " 0 ",
-        R"("x")", R"(-0.5)", R"([1.25, -3, 0, "é😀 \" \\ \/ \b\f\n\r\t \u0000 \u0001 \u00e9"])",
+       {R"({"a": 1, "b": [true, false, null], "c": {"d": "e"}})", R"([])", R"({})", " 0 ", R"("x")",
+        R"(-0.5)", R"([1.25, -3, 0, "é😀 \" \\ \/ \b\f\n\r\t \u0000 \u0001 \u00e9"])",
         R"({"comment": "say \"hi\"\\n\u0001 ünïcödé 😀 tab\there"}	 )",
         "\"\xff\xfe invalid UTF-8 passes, as RapidJSON lets it\""}) {
     EXPECT_TRUE(plainly_one_json_value(t)) << t;
     EXPECT_TRUE(rapidjson_accepts(t)) << t;
   }
   // Not plain: left to RapidJSON, which accepts some and rejects others.
-  for (std::string_view t : std::initializer_list<std::string_view>{R"(1e5)", R"([1E+400])", R"("\ud83d\ude00")", R"("\udc00")",
-                             "\"raw\x01-\"", std::string_view("\"nul\0\"", 6),
-                             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"}) {
+  for (std::string_view t : std::initializer_list<std::string_view>{
+           R"(1e5)", R"([1E+400])", R"("\ud83d\ude00")", R"("\udc00")", "\"raw\x01-\"",
+           std::string_view("\"nul\0\"", 6),
+           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"}) {
     EXPECT_FALSE(plainly_one_json_value(t)) << t;
   }
   // Invalid: never accepted.
-  for (std::string_view t :
-       {"", " ", "{", "}", "[1,]", "[,1]", R"({"a"})", R"({"a":})", R"({"a":1,})", R"({a:1})",
-        "01", "-", "1.", ".5", "+1", "tru", "nul", "truex", "[1 2]", R"("unterminated)",
-        R"("bad \x escape")", R"("\u12")", R"("\u12g4")", "1 2", "{} x", "[1]]", "[1}",
-        R"({"a":1]})", "1\n", "\"a\"\r"}) {
+  for (std::string_view t : {"",
+                             " ",
+                             "{",
+                             "}",
+                             "[1,]",
+                             "[,1]",
+                             R"({"a"})",
+                             R"({"a":})",
+                             R"({"a":1,})",
+                             R"({a:1})",
+                             "01",
+                             "-",
+                             "1.",
+                             ".5",
+                             "+1",
+                             "tru",
+                             "nul",
+                             "truex",
+                             "[1 2]",
+                             R"("unterminated)",
+                             R"("bad \x escape")",
+                             R"("\u12")",
+                             R"("\u12g4")",
+                             "1 2",
+                             "{} x",
+                             "[1]]",
+                             "[1}",
+                             R"({"a":1]})",
+                             "1\n",
+                             "\"a\"\r"}) {
     EXPECT_FALSE(plainly_one_json_value(t)) << t;
     EXPECT_FALSE(rapidjson_accepts(t)) << t;
   }
