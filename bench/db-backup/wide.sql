@@ -1,4 +1,4 @@
--- bench/db-backup's wide table: @rows rows of about 400 bytes of values, the same for the same @seed.
+-- bench/db-backup's wide table: @rows rows of about 500 bytes of values, the same for the same @seed.
 -- Every value comes from CRC32/SHA2 of (@seed, id), never from RAND(), so a row does not
 -- depend on the order the server computes rows in. Kinds that make a dump slow or lossy: a
 -- JSON (LONGTEXT) column of nested objects, a BLOB of random bytes, and strings with accents,
