@@ -6,6 +6,7 @@
 #include <rapidjson/reader.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -89,6 +90,145 @@ bool is_one_json_value(std::string_view text) {
     if (text[i] != ' ' && text[i] != '\t') return false;
   return true;
 }
+
+// Skips the JSON string literal at `p` (on its opening quote); false when it is not one the
+// plain way: a raw control byte, an unknown escape, or a \u escape of a surrogate (RapidJSON
+// pairs those), all left to RapidJSON. Bytes from 0x80 pass, as RapidJSON (no encoding check)
+// lets them.
+bool skip_plain_string(const unsigned char*& p, const unsigned char* end) {
+  // 1: a byte that ends the plain run ('"', '\\', controls).
+  static constexpr auto kStop = [] {
+    std::array<unsigned char, 256> t{};
+    for (int c = 0; c < 0x20; ++c) t[c] = 1;
+    t['"'] = 1;
+    t['\\'] = 1;
+    return t;
+  }();
+  auto hex = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+  };
+  ++p;
+  for (;;) {
+    while (p < end && !kStop[*p]) ++p;
+    if (p == end || *p < 0x20) return false;
+    if (*p++ == '"') return true;
+    if (p == end) return false;
+    unsigned char e = *p++;
+    if (e == 'u') {
+      if (end - p < 4 || !hex(p[0]) || !hex(p[1]) || !hex(p[2]) || !hex(p[3])) return false;
+      if ((p[0] | 0x20) == 'd' && p[1] >= '8') return false;  // D800-DFFF: a surrogate
+      p += 4;
+    } else if (!std::memchr("\"\\/bfnrt", e, 8)) {
+      return false;
+    }
+  }
+}
+
+// Skips the JSON number at `p`; false for anything but -?(0|[1-9][0-9]*)(.[0-9]+)? of at most
+// 300 digits (an exponent could overflow, which RapidJSON rejects: left to it).
+bool skip_plain_number(const unsigned char*& p, const unsigned char* end) {
+  const unsigned char* start = p;
+  auto digit = [&] { return p < end && *p >= '0' && *p <= '9'; };
+  if (p < end && *p == '-') ++p;
+  if (!digit()) return false;
+  if (*p++ != '0')
+    while (digit()) ++p;
+  if (p < end && *p == '.') {
+    ++p;
+    if (!digit()) return false;
+    while (digit()) ++p;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) return false;
+  return p - start <= 300;
+}
+
+}  // namespace
+
+bool plainly_one_json_value(std::string_view text) {
+  // The common JSON column value, checked without RapidJSON's cost (it decodes every string
+  // into its stack to hand it to a handler that ignores it): true only when RapidJSON would
+  // accept `text` as well (one value, then spaces or tabs); false when it is not valid or not
+  // plainly so (exponents, surrogates, nesting over 64), for RapidJSON to decide.
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  constexpr size_t kMaxDepth = 64;
+  unsigned char open[kMaxDepth];  // '{' or '[' of each container we are in
+  size_t depth = 0;
+  auto blank = [&] {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+  };
+  auto literal = [&](std::string_view word) {
+    if (static_cast<size_t>(end - p) < word.size() || std::memcmp(p, word.data(), word.size()))
+      return false;
+    p += word.size();
+    return true;
+  };
+  blank();
+  for (;;) {
+    // A value.
+    if (p == end) return false;
+    bool ok = true;
+    switch (*p) {
+      case '{':
+      case '[': {
+        unsigned char c = *p++;
+        blank();
+        if (p < end && *p == (c == '{' ? '}' : ']')) {
+          ++p;
+          break;
+        }
+        if (depth == kMaxDepth) return false;
+        open[depth++] = c;
+        if (c == '[') continue;
+        // A key, its colon, then its value.
+        if (p == end || *p != '"' || !skip_plain_string(p, end)) return false;
+        blank();
+        if (p == end || *p++ != ':') return false;
+        blank();
+        continue;
+      }
+      case '"':
+        ok = skip_plain_string(p, end);
+        break;
+      case 't':
+        ok = literal("true");
+        break;
+      case 'f':
+        ok = literal("false");
+        break;
+      case 'n':
+        ok = literal("null");
+        break;
+      default:
+        ok = skip_plain_number(p, end);
+    }
+    if (!ok) return false;
+    // After a value: the end, a comma, or the end of its container(s).
+    for (;;) {
+      if (depth == 0) {
+        // RapidJSON stops after the value; is_one_json_value allows only spaces and tabs.
+        for (const auto* q = p; q < end; ++q)
+          if (*q != ' ' && *q != '\t') return false;
+        return true;
+      }
+      blank();
+      if (p == end) return false;
+      unsigned char c = *p++;
+      if (c == ',') break;
+      if (c != (open[depth - 1] == '{' ? '}' : ']')) return false;
+      --depth;
+    }
+    blank();
+    if (open[depth - 1] == '{') {
+      if (p == end || *p != '"' || !skip_plain_string(p, end)) return false;
+      blank();
+      if (p == end || *p++ != ':') return false;
+      blank();
+    }
+  }
+}
+
+namespace {
 
 // `text` (which has line breaks) re-serialised compactly into `out`; false when not JSON.
 bool compact_json(std::string& out, std::string_view text) {
@@ -315,7 +455,7 @@ void RowEncoder::append_record(const envkit::MysqlResult& row, ByteBuffer& out) 
       }
       case ColumnKind::json:
         if (!has_line_break(*v)) {
-          if (is_one_json_value(*v)) {
+          if (plainly_one_json_value(*v) || is_one_json_value(*v)) {
             out.commit(put(put(out.reserve(key.size() + n), key), *v));
             break;
           }

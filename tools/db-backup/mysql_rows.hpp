@@ -88,6 +88,12 @@ class RowEncoder {
 /// Appends a JSON string literal for `s` to `out` (RFC 8259 escaping; UTF-8 passes through).
 void append_json_string(std::string& out, std::string_view s);
 
+/// True only when `text` is one JSON value (then at most spaces and tabs) that RapidJSON
+/// accepts too, checked without it: the dump's fast path for JSON columns. False means "not
+/// plainly": invalid, or valid in a way left to RapidJSON (exponents, surrogate escapes, raw
+/// control bytes, nesting deeper than 64).
+bool plainly_one_json_value(std::string_view text);
+
 /// Turns a record back into "(v1, v2, ...)" SQL for INSERT ... VALUES.
 class RowDecoder {
  public:

@@ -1,6 +1,8 @@
 // db-backup's server-free parts: data files (compression, checksums, corruption), the
 // manifest, backup names, GFS retention with a fixed clock, record comparison, encodings.
 #include <gtest/gtest.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -295,6 +297,94 @@ TEST(Encoding, JsonStringsEscapeEverythingThatMust) {
   append_json_string(out, std::string(kText, sizeof kText - 1));
   EXPECT_EQ(out, R"("q\" b\\ n\n r\r t\t nul\u0000 \u001f é😀")");
   EXPECT_TRUE(envkit::parse_json(out).ok());
+}
+
+// What RapidJSON (the dump's full check of a JSON column) says of `text`, with its flags.
+bool rapidjson_accepts(std::string_view text) {
+  if (text.find_first_of("\r\n") != std::string_view::npos) return false;
+  rapidjson::MemoryStream ms(text.data(), text.size());
+  rapidjson::BaseReaderHandler<> ignore;
+  rapidjson::Reader reader;
+  if (reader
+          .Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseStopWhenDoneFlag>(ms, ignore)
+          .IsError())
+    return false;
+  for (size_t i = ms.Tell(); i < text.size(); ++i)
+    if (text[i] != ' ' && text[i] != '\t') return false;
+  return true;
+}
+
+TEST(Encoding, PlainJsonCheckAgreesWithRapidJson) {
+  // Plain values: the fast check alone must accept them (else it saves nothing).
+  for (std::string_view t :
+       {R"({"a": 1, "b": [true, false, null], "c": {"d": "e"}})", R"([])", R"({})", " 0 ", R"("x")",
+        R"(-0.5)", R"([1.25, -3, 0, "é😀 \" \\ \/ \b\f\n\r\t \u0000 \u0001 \u00e9"])",
+        R"({"comment": "say \"hi\"\\n\u0001 ünïcödé 😀 tab\there"}	 )",
+        "\"\xff\xfe invalid UTF-8 passes, as RapidJSON lets it\""}) {
+    EXPECT_TRUE(plainly_one_json_value(t)) << t;
+    EXPECT_TRUE(rapidjson_accepts(t)) << t;
+  }
+  // Not plain: left to RapidJSON, which accepts some and rejects others.
+  for (std::string_view t : std::initializer_list<std::string_view>{
+           R"(1e5)", R"([1E+400])", R"("\ud83d\ude00")", R"("\udc00")", "\"raw\x01-\"",
+           std::string_view("\"nul\0\"", 6),
+           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"}) {
+    EXPECT_FALSE(plainly_one_json_value(t)) << t;
+  }
+  // Invalid: never accepted.
+  for (std::string_view t : {"",
+                             " ",
+                             "{",
+                             "}",
+                             "[1,]",
+                             "[,1]",
+                             R"({"a"})",
+                             R"({"a":})",
+                             R"({"a":1,})",
+                             R"({a:1})",
+                             "01",
+                             "-",
+                             "1.",
+                             ".5",
+                             "+1",
+                             "tru",
+                             "nul",
+                             "truex",
+                             "[1 2]",
+                             R"("unterminated)",
+                             R"("bad \x escape")",
+                             R"("\u12")",
+                             R"("\u12g4")",
+                             "1 2",
+                             "{} x",
+                             "[1]]",
+                             "[1}",
+                             R"({"a":1]})",
+                             "1\n",
+                             "\"a\"\r"}) {
+    EXPECT_FALSE(plainly_one_json_value(t)) << t;
+    EXPECT_FALSE(rapidjson_accepts(t)) << t;
+  }
+  // Every cut and every one-byte change of a plain value: the fast check never accepts what
+  // RapidJSON rejects.
+  const std::string base =
+      R"({"id": 7, "s": {"name": "Zürich", "geo": [-76.9210, 0]}, "r": [{"t": 1, "ok": true}], "c": "a\"b\\c\u0001"})";
+  const std::string bytes = std::string("{}[],:\"\\ -.0123456789eEtfnu\x01\x7f\xc3", 32);
+  for (size_t i = 0; i <= base.size(); ++i) {
+    std::string cut = base.substr(0, i);
+    if (plainly_one_json_value(cut)) {
+      EXPECT_TRUE(rapidjson_accepts(cut)) << cut;
+    }
+    if (i == base.size()) break;
+    for (char b : bytes) {
+      std::string m = base;
+      m[i] = b;
+      if (plainly_one_json_value(m)) {
+        EXPECT_TRUE(rapidjson_accepts(m)) << m;
+      }
+    }
+  }
 }
 
 TEST(Encoding, ColumnKinds) {
