@@ -229,7 +229,11 @@ Result<Stream> Stream::connect(const std::string& host, uint16_t port, Deadline 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG;
+  // AI_ADDRCONFIG asks the kernel which address families are configured (a netlink round
+  // trip per call): it matters for names only, so a literal address skips it.
+  in6_addr literal{};
+  bool numeric = ::inet_pton(AF_INET, host.c_str(), &literal) == 1 || ::inet_pton(AF_INET6, host.c_str(), &literal) == 1;
+  hints.ai_flags = numeric ? AI_NUMERICHOST | AI_NUMERICSERV : AI_ADDRCONFIG;
   addrinfo* raw = nullptr;
   // getaddrinfo has no deadline of its own; names are resolved from /etc/hosts or the local
   // resolver, whose own timeouts bound this call.
