@@ -83,10 +83,15 @@ class MysqlSink : public Sink {
  private:
   Result<std::vector<Delivery>> write_batch(std::span<const Record> batch) {
     if (auto st = ensure_connected(); !st) return st.error();
-    std::vector<JsonDocument> docs(batch.size());
+    // The batch's documents share one pool: a pool each (64 KiB apiece) cost a page-faulting
+    // allocation per record.
+    JsonDocument::AllocatorType pool;
+    std::vector<JsonDocument> docs;
+    docs.reserve(batch.size());
     std::vector<Delivery> out(batch.size());
     std::vector<size_t> good;  // records that parsed, in order
     for (size_t i = 0; i < batch.size(); ++i) {
+      docs.emplace_back(&pool);
       docs[i].Parse<rapidjson::kParseFullPrecisionFlag>(batch[i].json.data(), batch[i].json.size());
       if (docs[i].HasParseError() || !docs[i].IsObject()) {
         out[i] = {Outcome::rejected, "not a JSON object"};
