@@ -10,6 +10,7 @@
 // commit and the source's own cannot duplicate records that have no id (docs/architecture.md,
 // "Source positions").
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
@@ -221,7 +222,8 @@ class MysqlSink : public Sink {
   // unquoted in SQL).
   struct ColumnValue {
     enum class Kind { absent, null, bare, text } kind = Kind::absent;
-    std::string_view text;  // into the record's document, or into `owned`
+    std::string_view text;  // into the record's document, `number` or `owned`
+    char number[32];        // a number's text: most columns of a reading are numbers
     std::string owned;
   };
 
@@ -249,7 +251,13 @@ class MysqlSink : public Sink {
       }
       case Column::Kind::number:
         if (v->IsNumber()) {
-          own(Kind::bare, to_json(*v));
+          // The shortest text that reads back as the same number, without a string each.
+          char* end = out.number + sizeof out.number;
+          auto r = v->IsInt64()    ? std::to_chars(out.number, end, v->GetInt64())
+                   : v->IsUint64() ? std::to_chars(out.number, end, v->GetUint64())
+                                   : std::to_chars(out.number, end, v->GetDouble());
+          out.kind = Kind::bare;
+          out.text = std::string_view(out.number, static_cast<size_t>(r.ptr - out.number));
         } else if (v->IsBool()) {
           out.kind = Kind::bare;
           out.text = v->IsTrue() ? "1" : "0";
