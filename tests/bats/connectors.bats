@@ -24,12 +24,12 @@ run_live() {
 
 @test "MySQL connector: live tests pass against MariaDB over TCP" {
   run_live 'LiveMysql.*' "$MARIADB_URL" "$REDIS_URL"
-  assert_all_passed 11
+  assert_all_passed 12
 }
 
 @test "MySQL connector: live tests pass against MariaDB over its Unix socket" {
   run_live 'LiveMysql.*' "mysql://envkit@localhost/envkit?socket=$MARIADB_SOCKET" "$REDIS_URL"
-  assert_all_passed 11
+  assert_all_passed 12
 }
 
 @test "Redis connector: live tests pass against Redis over TCP" {

@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace envkit {
@@ -43,6 +46,37 @@ std::string describe(MYSQL* mysql) {
 bool is_connection_lost(unsigned int e) {
   return e == CR_SERVER_LOST || e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST_EXTENDED ||
          e == CR_ERR_NET_READ || e == CR_ERR_NET_WRITE;
+}
+
+// LOAD DATA LOCAL reads detail::LocalInfile through these, in place of the client library's
+// own reader, which would open whatever file the server names.
+int infile_init(void** state, const char* /*server's file name*/, void* userdata) {
+  auto* infile = static_cast<detail::LocalInfile*>(userdata);
+  *state = infile;
+  infile->sent = 0;
+  return infile->armed ? 0 : 1;
+}
+
+int infile_read(void* state, char* buf, unsigned int size) {
+  auto* infile = static_cast<detail::LocalInfile*>(state);
+  size_t n = std::min<size_t>(size, infile->data.size() - infile->sent);
+  std::memcpy(buf, infile->data.data() + infile->sent, n);
+  infile->sent += n;
+  return static_cast<int>(n);
+}
+
+void infile_end(void* /*state*/) {}
+
+// Called only when infile_init refused: the server asked for a file outside load_local().
+int infile_error(void* /*state*/, char* buf, unsigned int size) {
+  std::snprintf(buf, size, "the server asked for a local file; none is offered");
+  return CR_UNKNOWN_ERROR;
+}
+
+// What a server without LOAD DATA LOCAL answers: MySQL's "not allowed with this version" and
+// 8.0's "disabled on the client or server" (3948, not in MariaDB's headers); MariaDB's own.
+bool is_local_infile_refused(unsigned int e) {
+  return e == ER_NOT_ALLOWED_COMMAND || e == ER_LOAD_INFILE_CAPABILITY_DISABLED || e == 3948;
 }
 
 }  // namespace
@@ -119,9 +153,13 @@ Failure mysql_failure(unsigned int e) {
   return client_side ? Failure::internal : Failure::bad_data;
 }
 
-MysqlConnection::MysqlConnection(std::unique_ptr<MYSQL, detail::MysqlCloser> mysql,
+MysqlConnection::MysqlConnection(std::unique_ptr<detail::LocalInfile> infile,
+                                 std::unique_ptr<MYSQL, detail::MysqlCloser> mysql,
                                  std::string endpoint, ConnectionOptions options)
-    : mysql_(std::move(mysql)), endpoint_(std::move(endpoint)), options_(std::move(options)) {}
+    : infile_(std::move(infile)),
+      mysql_(std::move(mysql)),
+      endpoint_(std::move(endpoint)),
+      options_(std::move(options)) {}
 
 Result<MysqlConnection> MysqlConnection::connect(const Url& url, const ConnectionOptions& options) {
   std::string endpoint = url.redacted();
@@ -154,9 +192,13 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
   mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
   // utf8mb4, or emoji and other 4-byte characters come back as '?'.
   mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-  // A server must not be able to ask for our local files (LOAD DATA LOCAL).
-  unsigned int no_local_infile = 0;
-  mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+  // LOAD DATA LOCAL is offered, but its bytes come only from load_local()'s memory: the
+  // callbacks never open a file, so a server cannot ask for ours.
+  auto infile = std::make_unique<detail::LocalInfile>();
+  unsigned int local_infile = 1;
+  mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &local_infile);
+  mysql_set_local_infile_handler(m, infile_init, infile_read, infile_end, infile_error,
+                                 infile.get());
   // Never reconnect behind the caller's back: the session's time zone, locks and open
   // transaction would be silently lost; a lost connection is reported instead.
   my_bool no_reconnect = 0;
@@ -210,7 +252,7 @@ Result<MysqlConnection> MysqlConnection::connect(const Url& url, const Connectio
                                          ": TLS was asked for, but the server does not support it");
   }
 
-  MysqlConnection conn(std::move(mysql), std::move(endpoint), options);
+  MysqlConnection conn(std::move(infile), std::move(mysql), std::move(endpoint), options);
   if (auto tz = url.param("time-zone")) {
     if (auto st = conn.run("SET time_zone = " + conn.quote_string(*tz)); !st) {
       Error e = st.error();
@@ -269,6 +311,40 @@ Result<MysqlResult> MysqlConnection::query(std::string_view sql, Fetch mode) {
       mode == Fetch::streamed ? mysql_use_result(mysql_.get()) : mysql_store_result(mysql_.get());
   if (!res && mysql_field_count(mysql_.get()) != 0) return last_error("reading the result failed");
   return MysqlResult(mysql_.get(), res, endpoint_);
+}
+
+Result<MysqlLoad> MysqlConnection::load_local(std::string_view sql, std::string_view data) {
+  infile_->data = data;
+  infile_->armed = true;
+  auto st = run(sql);
+  infile_->armed = false;
+  infile_->data = {};
+  if (!st) {
+    if (is_local_infile_refused(mysql_errno(mysql_.get()))) return MysqlLoad{.refused = true};
+    return st.error();
+  }
+  MysqlLoad load;
+  load.rows = static_cast<uint64_t>(mysql_affected_rows(mysql_.get()));
+  load.warnings = mysql_warning_count(mysql_.get());
+  return load;
+}
+
+Result<std::vector<MysqlWarning>> MysqlConnection::warnings() {
+  auto r = query("SHOW WARNINGS");
+  if (!r) return r.error();
+  std::vector<MysqlWarning> out;
+  while (true) {
+    auto more = r->next_row();
+    if (!more) return more.error();
+    if (!*more) break;
+    MysqlWarning w;
+    w.level = std::string(r->value(0).value_or(""));
+    w.code = static_cast<unsigned int>(
+        std::strtoul(std::string(r->value(1).value_or("0")).c_str(), nullptr, 10));
+    w.message = std::string(r->value(2).value_or(""));
+    out.push_back(std::move(w));
+  }
+  return out;
 }
 
 std::string MysqlConnection::quote_string(std::string_view s) const {

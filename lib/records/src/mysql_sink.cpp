@@ -1,14 +1,21 @@
-// MySQL sink: a batch becomes multi-row INSERT ... ON DUPLICATE KEY UPDATE statements in one
-// transaction, so it is durable all at once and a re-sent record changes nothing. Records
-// with a source position (Kafka) also store, in that transaction, the highest offset per
-// (group, topic, partition) in the positions table, and a record at or below its stored
-// position is answered durable without being written again: a crash between this commit and
-// the source's own cannot duplicate records that have no id (docs/architecture.md, "Source
-// positions").
+// MySQL sink: a batch becomes one LOAD DATA LOCAL INFILE ... IGNORE, streamed from memory,
+// in one transaction, so it is durable all at once and a re-sent record changes nothing (a
+// duplicate of the unique key is skipped). LOAD DATA LOCAL turns a bad value into a warning
+// where INSERT would fail, so any warning but a duplicate key rolls the batch back, and the
+// batch goes again as INSERT ... ON DUPLICATE KEY UPDATE, one record at a time, which names the
+// bad record while the others land. A server with local_infile off gets the INSERTs for every
+// batch. Records with a source position (Kafka) also store, in that transaction, the highest
+// offset per (group, topic, partition) in the positions table, and a record at or below its
+// stored position is answered durable without being written again: a crash between this
+// commit and the source's own cannot duplicate records that have no id (docs/architecture.md,
+// "Source positions").
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
+
+#include <mysqld_error.h>
 
 #include <envkit/log.hpp>
 #include <envkit/mysql.hpp>
@@ -83,10 +90,15 @@ class MysqlSink : public Sink {
  private:
   Result<std::vector<Delivery>> write_batch(std::span<const Record> batch) {
     if (auto st = ensure_connected(); !st) return st.error();
-    std::vector<JsonDocument> docs(batch.size());
+    // The batch's documents share one pool: a pool each (64 KiB apiece) cost a page-faulting
+    // allocation per record.
+    JsonDocument::AllocatorType pool;
+    std::vector<JsonDocument> docs;
+    docs.reserve(batch.size());
     std::vector<Delivery> out(batch.size());
     std::vector<size_t> good;  // records that parsed, in order
     for (size_t i = 0; i < batch.size(); ++i) {
+      docs.emplace_back(&pool);
       docs[i].Parse<rapidjson::kParseFullPrecisionFlag>(batch[i].json.data(), batch[i].json.size());
       if (docs[i].HasParseError() || !docs[i].IsObject()) {
         out[i] = {Outcome::rejected, "not a JSON object"};
@@ -96,7 +108,8 @@ class MysqlSink : public Sink {
     }
     if (good.empty()) return out;
 
-    auto whole = insert_in_transaction(batch, docs, good);
+    auto whole =
+        write_in_transaction(batch, docs, good, load_data_ ? Method::load_data : Method::insert);
     if (whole) {
       for (size_t i : good) out[i] = {Outcome::durable, {}};
       return out;
@@ -105,10 +118,12 @@ class MysqlSink : public Sink {
       drop_connection();
       return whole.error();
     }
-    // Some record is bad: insert one by one so the others still land and the bad one is named.
+    // Some record is bad: INSERT one by one, which refuses a bad value where LOAD DATA only
+    // warns, so the others still land and the bad one is named.
     for (size_t n = 0; n < good.size(); ++n) {
       size_t i = good[n];
-      auto one = insert_in_transaction(batch, docs, std::span<const size_t>(&good[n], 1));
+      auto one =
+          write_in_transaction(batch, docs, std::span<const size_t>(&good[n], 1), Method::insert);
       if (one) {
         out[i] = {Outcome::durable, {}};
       } else if (one.error().code == Exit::data) {
@@ -133,8 +148,9 @@ class MysqlSink : public Sink {
     if (conn_) return {};
     auto c = MysqlConnection::connect(url_, options_.connection);
     if (!c) return c.error();
-    // Timestamps are written as UTC instants, whatever zone the server runs in.
-    if (auto st = c->execute("SET time_zone = '+00:00'"); !st) return st;
+    // Timestamps are written as UTC instants, whatever zone the server runs in. A batch's
+    // warnings must all be listed to be checked (LOAD DATA warns once per duplicate).
+    if (auto st = c->execute("SET time_zone = '+00:00', max_error_count = 65535"); !st) return st;
     conn_ = std::make_unique<MysqlConnection>(std::move(*c));
     if (columns_.empty()) {
       if (create_) {
@@ -201,9 +217,27 @@ class MysqlSink : public Sink {
     return {};
   }
 
-  // A member's value (nullptr: the record has no such member) as an SQL literal for a column.
-  Result<std::string> literal(const JsonValue* v, const TableColumn& col) {
-    if (v == nullptr || v->IsNull()) return std::string(v == nullptr ? "DEFAULT" : "NULL");
+  // A member's value for a column: absent (the record has no such member: the column's
+  // default), SQL NULL, or text the server converts to the column's type (`bare`: a number,
+  // unquoted in SQL).
+  struct ColumnValue {
+    enum class Kind { absent, null, bare, text } kind = Kind::absent;
+    std::string_view text;  // into the record's document, `number` or `owned`
+    char number[32];        // a number's text: most columns of a reading are numbers
+    std::string owned;
+  };
+
+  Status column_value(const JsonValue* v, const TableColumn& col, ColumnValue& out) {
+    using Kind = ColumnValue::Kind;
+    auto own = [&out](Kind kind, std::string s) {
+      out.kind = kind;
+      out.owned = std::move(s);
+      out.text = out.owned;
+    };
+    if (v == nullptr || v->IsNull()) {
+      out.kind = v == nullptr ? Kind::absent : Kind::null;
+      return {};
+    }
     switch (col.kind) {
       case Column::Kind::timestamp: {
         if (!v->IsString()) return Error{Exit::data, "'" + col.name + "' is not a time string"};
@@ -212,20 +246,95 @@ class MysqlSink : public Sink {
         std::string s = format_utc(*t, true);  // 2026-11-22T16:45:00.000Z -> DATETIME text
         s[10] = ' ';
         s.pop_back();
-        return conn_->quote_string(s);
+        own(Kind::text, std::move(s));
+        return {};
       }
       case Column::Kind::number:
-        if (v->IsNumber()) return to_json(*v);
-        if (v->IsBool()) return std::string(v->IsTrue() ? "1" : "0");
-        if (v->IsString()) return conn_->quote_string(v->GetString());  // the server converts or refuses
-        return Error{Exit::data, "'" + col.name + "' is not a number"};
+        if (v->IsNumber()) {
+          // The shortest text that reads back as the same number, without a string each.
+          char* end = out.number + sizeof out.number;
+          auto r = v->IsInt64()    ? std::to_chars(out.number, end, v->GetInt64())
+                   : v->IsUint64() ? std::to_chars(out.number, end, v->GetUint64())
+                                   : std::to_chars(out.number, end, v->GetDouble());
+          out.kind = Kind::bare;
+          out.text = std::string_view(out.number, static_cast<size_t>(r.ptr - out.number));
+        } else if (v->IsBool()) {
+          out.kind = Kind::bare;
+          out.text = v->IsTrue() ? "1" : "0";
+        } else if (v->IsString()) {
+          out.kind = Kind::text;  // the server converts or refuses
+          out.text = std::string_view(v->GetString(), v->GetStringLength());
+        } else {
+          return Error{Exit::data, "'" + col.name + "' is not a number"};
+        }
+        return {};
       case Column::Kind::text:
-        if (v->IsString()) return conn_->quote_string(std::string_view(v->GetString(), v->GetStringLength()));
-        return conn_->quote_string(to_json(*v));
+        if (v->IsString()) {
+          out.kind = Kind::text;
+          out.text = std::string_view(v->GetString(), v->GetStringLength());
+        } else {
+          own(Kind::text, to_json(*v));
+        }
+        return {};
       case Column::Kind::json:
-        return conn_->quote_string(to_json(*v));
+        own(Kind::text, to_json(*v));
+        return {};
     }
     return Error{Exit::software, "unknown column kind"};
+  }
+
+  // The value as an SQL literal, for INSERT.
+  std::string sql_literal(const ColumnValue& v) const {
+    switch (v.kind) {
+      case ColumnValue::Kind::absent:
+        return "DEFAULT";
+      case ColumnValue::Kind::null:
+        return "NULL";
+      case ColumnValue::Kind::bare:
+        return std::string(v.text);
+      case ColumnValue::Kind::text:
+        return conn_->quote_string(v.text);
+    }
+    return "NULL";
+  }
+
+  // The value as a field of LOAD DATA's default format: tab-separated, lines ended by \n, \N
+  // for NULL (an absent value too: its flag field says which), backslash escapes.
+  static void append_load_field(std::string& out, const ColumnValue& v) {
+    if (v.kind == ColumnValue::Kind::absent || v.kind == ColumnValue::Kind::null) {
+      out += "\\N";
+      return;
+    }
+    const char* p = v.text.data();
+    const char* end = p + v.text.size();
+    const char* run = p;
+    for (; p != end; ++p) {
+      char escaped;
+      switch (*p) {
+        case '\\':
+          escaped = '\\';
+          break;
+        case '\t':
+          escaped = 't';
+          break;
+        case '\n':
+          escaped = 'n';
+          break;
+        case '\r':
+          escaped = 'r';
+          break;
+        case '\0':
+          escaped = '0';
+          break;
+        default:
+          continue;
+      }
+      out.append(run, p);
+      out += '\\';
+      out += escaped;
+      run = p + 1;
+    }
+    out.append(run, end);
   }
 
   // The positions table, created if missing: ours, so its schema needs no command. Keyed by
@@ -276,11 +385,12 @@ class MysqlSink : public Sink {
     return conn_->execute(sql);
   }
 
-  // INSERT ... ON DUPLICATE KEY UPDATE in statements of bounded size, all in one transaction,
-  // with the records' source positions when they have them; records already held by their
-  // stored position are not written again.
-  Status insert_in_transaction(std::span<const Record> batch, const std::vector<JsonDocument>& docs,
-                               std::span<const size_t> which) {
+  enum class Method { load_data, insert };
+
+  // The records `which` in one transaction, with their source positions when they have them;
+  // records already held by their stored position are not written again.
+  Status write_in_transaction(std::span<const Record> batch, const std::vector<JsonDocument>& docs,
+                              std::span<const size_t> which, Method method) {
     std::vector<Record> positioned;  // `which`'s records, for the keeper (it reads positions only)
     if (keep_positions_) {
       for (size_t i : which) {
@@ -293,73 +403,164 @@ class MysqlSink : public Sink {
     // One transaction from the positions read (FOR UPDATE) to the commit: a second START
     // TRANSACTION would commit the first and release those locks before the rows are written.
     if (auto st = conn_->execute("START TRANSACTION"); !st) return st;
-    std::vector<bool> held(batch.size(), false);
+    auto rollback = [this](Status st) {
+      (void)conn_->execute("ROLLBACK");
+      return st;
+    };
+    std::vector<size_t> rows;  // what to write: `which` less what the stored positions hold
+    rows.reserve(which.size());
     PositionKeeper::Plan plan;
     if (!positioned.empty()) {
       std::map<PositionKeeper::Partition, int64_t> stored;
       std::map<std::pair<std::string, std::string>, bool> logs;
       for (const auto& r : positioned) logs[{r.position->group, r.position->topic}] = true;
       for (const auto& [log, unused] : logs) {
-        if (auto st = load_positions(log.first, log.second, true, stored); !st) {
-          (void)conn_->execute("ROLLBACK");
-          return st;
-        }
+        if (auto st = load_positions(log.first, log.second, true, stored); !st) return rollback(st);
       }
       plan = keeper_.plan(positioned, stored);
-      size_t k = 0;
-      for (size_t i : which) {
-        if (batch[i].position) held[i] = plan.held[k++];
+    }
+    size_t k = 0;
+    for (size_t i : which) {
+      // Stored with an earlier batch: writing it again would duplicate it.
+      bool held = !positioned.empty() && batch[i].position && plan.held[k++];
+      if (!held) rows.push_back(i);
+    }
+    if (!rows.empty()) {
+      auto st = method == Method::load_data ? load_rows(docs, rows) : insert_rows(docs, rows);
+      if (!st) return rollback(st);
+    }
+    if (auto st = store_positions(plan.store); !st) return rollback(st);
+    if (auto st = conn_->execute("COMMIT"); !st) return st;
+    keeper_.written(positioned);
+    return {};
+  }
+
+  // Each record's members under their columns (nullptr: no such member), row by row.
+  std::vector<const JsonValue*> members_by_column(const std::vector<JsonDocument>& docs,
+                                                  std::span<const size_t> rows) const {
+    std::vector<const JsonValue*> values(rows.size() * columns_.size(), nullptr);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const JsonDocument& doc = docs[rows[r]];
+      for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
+        auto it = column_of_.find(std::string_view(m->name.GetString(), m->name.GetStringLength()));
+        if (it != column_of_.end()) values[r * columns_.size() + it->second] = &m->value;
       }
     }
+    return values;
+  }
+
+  // One LOAD DATA LOCAL INFILE ... IGNORE of the rows, from memory. IGNORE skips a duplicate of
+  // the unique key with a warning, leaving the stored row as it was; every other warning is a
+  // value the server coerced or a row it dropped, where INSERT would have refused: Exit::data,
+  // so the caller rolls back and goes record by record with INSERT. A server that refuses
+  // LOAD DATA LOCAL gets INSERT from then on, starting with these rows.
+  Status load_rows(const std::vector<JsonDocument>& docs, std::span<const size_t> rows) {
+    const size_t ncols = columns_.size();
+    auto values = members_by_column(docs, rows);
+    // A column some record lacks is loaded through a variable, with a flag field saying when
+    // to take the column's default instead (LOAD DATA has no DEFAULT of its own).
+    std::vector<size_t> defaultable;
+    for (size_t c = 0; c < ncols; ++c) {
+      for (size_t r = 0; r < rows.size(); ++r) {
+        if (values[r * ncols + c] == nullptr) {
+          defaultable.push_back(c);
+          break;
+        }
+      }
+    }
+    load_buffer_.clear();
+    ColumnValue v;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      for (size_t c = 0; c < ncols; ++c) {
+        if (auto st = column_value(values[r * ncols + c], columns_[c], v); !st) return st;
+        if (c > 0) load_buffer_ += '\t';
+        append_load_field(load_buffer_, v);
+      }
+      for (size_t c : defaultable) {
+        load_buffer_ += values[r * ncols + c] == nullptr ? "\t1" : "\t0";
+      }
+      load_buffer_ += '\n';
+    }
+
+    std::string sql = "LOAD DATA LOCAL INFILE 'envkit-batch' IGNORE INTO TABLE " +
+                      quote_identifier(table_) + " CHARACTER SET utf8mb4 (";
+    std::string set;
+    size_t d = 0;
+    for (size_t c = 0; c < ncols; ++c) {
+      if (c > 0) sql += ", ";
+      std::string name = quote_identifier(columns_[c].name);
+      if (d < defaultable.size() && defaultable[d] == c) {
+        std::string n = std::to_string(c);
+        sql += "@v" + n;
+        set += (set.empty() ? " SET " : ", ") + name + " = IF(@d" + n + " = '1', DEFAULT(" + name +
+               "), @v" + n + ")";
+        ++d;
+      } else {
+        sql += name;
+      }
+    }
+    for (size_t c : defaultable) sql += ", @d" + std::to_string(c);
+    sql += ")" + set;
+
+    auto loaded = conn_->load_local(sql, load_buffer_);
+    if (!loaded) return loaded.error();
+    if (loaded->refused) {
+      log_info(url_.redacted() +
+               ": the server refuses LOAD DATA LOCAL (local_infile is off): writing with INSERT");
+      load_data_ = false;
+      return insert_rows(docs, rows);
+    }
+    uint64_t duplicates = 0;
+    if (loaded->warnings > 0) {
+      auto warnings = conn_->warnings();
+      if (!warnings) return warnings.error();
+      for (const auto& w : *warnings) {
+        if (w.code == ER_DUP_ENTRY) {
+          ++duplicates;
+        } else if (w.level != "Note") {  // a note (a decimal rounded) is what INSERT accepts too
+          return Error{Exit::data, "LOAD DATA: " + w.message};
+        }
+      }
+      if (warnings->size() < loaded->warnings) {
+        return Error{Exit::data, "LOAD DATA: " + std::to_string(loaded->warnings) + " warnings, " +
+                                     std::to_string(warnings->size()) + " of them listed"};
+      }
+    }
+    // Every row is inserted or skipped as a duplicate; anything else went missing.
+    if (loaded->rows + duplicates != rows.size()) {
+      return Error{Exit::data, "LOAD DATA: " + std::to_string(rows.size()) + " rows sent, " +
+                                   std::to_string(loaded->rows) + " inserted and " +
+                                   std::to_string(duplicates) + " duplicates"};
+    }
+    return {};
+  }
+
+  // INSERT ... ON DUPLICATE KEY UPDATE in statements of bounded size.
+  Status insert_rows(const std::vector<JsonDocument>& docs, std::span<const size_t> rows) {
+    const size_t ncols = columns_.size();
+    auto values = members_by_column(docs, rows);
     std::vector<std::string> names;
     for (const auto& column : columns_) names.push_back(column.name);
     // A no-op update: a duplicate of the unique key leaves the stored row as it was.
     InsertBuilder insert(table_, names,
                          " ON DUPLICATE KEY UPDATE " + quote_identifier(columns_[0].name) + " = " +
                              quote_identifier(columns_[0].name));
-    auto flush = [&]() -> Status {
-      if (insert.empty()) return {};
-      return conn_->execute(insert.take());
-    };
-    std::vector<const JsonValue*> values(columns_.size());
-    for (size_t i : which) {
-      if (held[i]) continue;  // stored with an earlier batch: writing it again would duplicate it
-      // One pass over the record's members puts each under its column.
-      std::fill(values.begin(), values.end(), nullptr);
-      for (auto m = docs[i].MemberBegin(); m != docs[i].MemberEnd(); ++m) {
-        auto it = column_of_.find(std::string_view(m->name.GetString(), m->name.GetStringLength()));
-        if (it != column_of_.end()) values[it->second] = &m->value;
-      }
+    ColumnValue v;
+    for (size_t r = 0; r < rows.size(); ++r) {
       std::string& sql = insert.next_row();
       sql += '(';
-      for (size_t c = 0; c < columns_.size(); ++c) {
-        auto lit = literal(values[c], columns_[c]);
-        if (!lit) {
-          (void)conn_->execute("ROLLBACK");
-          return lit.error();
-        }
+      for (size_t c = 0; c < ncols; ++c) {
+        if (auto st = column_value(values[r * ncols + c], columns_[c], v); !st) return st;
         if (c > 0) sql += ", ";
-        sql += *lit;
+        sql += sql_literal(v);
       }
       sql += ')';
       if (insert.full()) {
-        if (auto st = flush(); !st) {
-          (void)conn_->execute("ROLLBACK");
-          return st;
-        }
+        if (auto st = conn_->execute(insert.take()); !st) return st;
       }
     }
-    if (auto st = flush(); !st) {
-      (void)conn_->execute("ROLLBACK");
-      return st;
-    }
-    if (auto st = store_positions(plan.store); !st) {
-      (void)conn_->execute("ROLLBACK");
-      return st;
-    }
-    if (auto st = conn_->execute("COMMIT"); !st) return st;
-    keeper_.written(positioned);
-    return {};
+    if (insert.empty()) return {};
+    return conn_->execute(insert.take());
   }
 
   Url url_;
@@ -369,6 +570,8 @@ class MysqlSink : public Sink {
   std::string positions_table_;
   bool keep_positions_ = true;
   bool positions_ready_ = false;  // the positions table exists
+  bool load_data_ = true;         // false once the server has refused LOAD DATA LOCAL
+  std::string load_buffer_;       // a batch as LOAD DATA reads it, kept for its capacity
   PositionKeeper keeper_;
   std::unique_ptr<MysqlConnection> conn_;
   std::vector<TableColumn> columns_;

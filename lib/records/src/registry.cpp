@@ -66,7 +66,9 @@ const Connector kConnectors[] = {
      "file:PATH[?offset-file=OFF]: as -; OFF keeps how many lines are settled, and a later run starts there",
      "file:PATH: JSON Lines, appended and fsynced a batch"},
     {"mysql", nullptr, mysql_sink, "",
-     "mysql://user@host/db?table=T[&create=true][&positions=P]: multi-row idempotent inserts, one transaction a batch;\n"
+     "mysql://user@host/db?table=T[&create=true][&positions=P]: one LOAD DATA LOCAL a batch, in one transaction,\n"
+     "    idempotent on the table's unique key (INSERT when the server has local_infile off, and one record at a time\n"
+     "    to name a bad value);\n"
      "    a Kafka record's offset goes into table P (envkit_positions, created if missing) in the same transaction, and\n"
      "    a record at or below its partition's stored offset is not written again (with --workers 1)"},
     {"redis", redis_source, redis_sink,

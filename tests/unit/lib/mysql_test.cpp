@@ -353,6 +353,57 @@ TEST(LiveMysql, ThreadsOpenTheirOwnConnections) {
   for (const auto& f : failures) EXPECT_EQ(f, "");
 }
 
+// The bytes come from memory whatever file the statement names, and the library's own file
+// reader is never reached: a LOAD DATA LOCAL sent any other way gets no file.
+TEST(LiveMysql, LoadLocalSendsTheGivenBytesAndNeverAFile) {
+  REQUIRE_LIVE_MYSQL(url);
+  auto conn_r = MysqlConnection::connect(url, ConnectionOptions{});
+  ASSERT_TRUE(conn_r.ok()) << conn_r.error().message;
+  MysqlConnection& conn = *conn_r;
+  auto table = scratch_table(conn, url, "load_local");
+  ASSERT_TRUE(table.ok()) << table.error().message;
+  ASSERT_TRUE(conn.execute("DROP TABLE IF EXISTS " + *table));
+  ASSERT_TRUE(
+      conn.execute("CREATE TABLE " + *table + " (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)"));
+  auto count = [&] {
+    auto r =
+        conn.query("SELECT COUNT(*), COALESCE(GROUP_CONCAT(name ORDER BY id), '') FROM " + *table);
+    if (!r || !*r->next_row()) return std::string("query failed");
+    return std::string(*r->value(0)) + " " + std::string(*r->value(1));
+  };
+
+  auto load =
+      conn.load_local("LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE " + *table + " (id, name)",
+                      "1\tone\n2\ttwo\n");
+  ASSERT_TRUE(load.ok()) << load.error().message;
+  EXPECT_FALSE(load->refused);
+  EXPECT_EQ(load->rows, 2u);
+  EXPECT_EQ(load->warnings, 0u);
+  EXPECT_EQ(count(), "2 one,two");
+
+  // LOCAL loads warn where INSERT would fail: a duplicate skipped, a NULL made ''.
+  load = conn.load_local("LOAD DATA LOCAL INFILE 'x' IGNORE INTO TABLE " + *table + " (id, name)",
+                         "2\tdup\n3\t\\N\n");
+  ASSERT_TRUE(load.ok()) << load.error().message;
+  EXPECT_EQ(load->rows, 1u);
+  EXPECT_EQ(load->warnings, 2u);
+  auto warnings = conn.warnings();
+  ASSERT_TRUE(warnings.ok()) << warnings.error().message;
+  ASSERT_EQ(warnings->size(), 2u);
+  EXPECT_EQ((*warnings)[0].code, 1062u) << (*warnings)[0].message;  // ER_DUP_ENTRY
+  EXPECT_EQ((*warnings)[1].code, 1263u) << (*warnings)[1].message;  // NULL into NOT NULL
+  EXPECT_EQ((*warnings)[1].level, "Warning");
+  EXPECT_EQ(count(), "3 one,two,");
+
+  auto asked =
+      conn.execute("LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE " + *table + " (id, name)");
+  ASSERT_FALSE(asked.ok());
+  EXPECT_NE(asked.error().message.find("none is offered"), std::string::npos)
+      << asked.error().message;
+  EXPECT_EQ(count(), "3 one,two,");
+  EXPECT_TRUE(conn.execute("DROP TABLE " + *table));
+}
+
 }  // namespace
 }  // namespace envkit
 

@@ -25,6 +25,13 @@ struct MysqlCloser {
 struct MysqlResultFreer {
   void operator()(MYSQL_RES* result) const;
 };
+/// The bytes of the LOAD DATA LOCAL statement running now, which the client library's infile
+/// callbacks read; on the heap, so the handle's pointer to it survives moving the connection.
+struct LocalInfile {
+  std::string_view data;
+  size_t sent = 0;
+  bool armed = false;  ///< a load_local() is running: anything else asking for a file is refused
+};
 }  // namespace detail
 
 /// How query() hands out rows.
@@ -81,6 +88,20 @@ class MysqlResult {
   bool done_ = false;
 };
 
+/// What a LOAD DATA LOCAL INFILE statement did (MysqlConnection::load_local).
+struct MysqlLoad {
+  bool refused = false;       ///< local_infile is off at the server: nothing was loaded
+  uint64_t rows = 0;          ///< rows it inserted (mysql_affected_rows)
+  unsigned int warnings = 0;  ///< mysql_warning_count(): notes and warnings, read by warnings()
+};
+
+/// One row of SHOW WARNINGS.
+struct MysqlWarning {
+  std::string level;  ///< "Note", "Warning" or "Error"
+  unsigned int code = 0;
+  std::string message;
+};
+
 /// An open session with a MySQL or MariaDB server. Not thread-safe: give each thread its own.
 ///
 /// URL: mysql://user[:password]@host[:port]/database with optional parameters
@@ -110,6 +131,15 @@ class MysqlConnection {
   /// this connection until the result is read to the end or destroyed.
   Result<MysqlResult> query(std::string_view sql, Fetch mode = Fetch::buffered);
 
+  /// Runs `sql`, a LOAD DATA LOCAL INFILE statement, with `data` as the contents of the file it
+  /// names. The bytes come from memory: no local file is ever opened, whatever file name the
+  /// server asks for, and a request for a file at any other time is refused. A server with
+  /// local_infile off answers MysqlLoad::refused, not an Error, so the caller can fall back.
+  Result<MysqlLoad> load_local(std::string_view sql, std::string_view data);
+  /// The last statement's notes, warnings and errors (SHOW WARNINGS): at most the session's
+  /// max_error_count of them (64 by default), however many mysql_warning_count() says.
+  Result<std::vector<MysqlWarning>> warnings();
+
   /// `s` as an SQL string literal, quotes included, escaped for this session's character
   /// set and SQL mode (NO_BACKSLASH_ESCAPES is honoured).
   std::string quote_string(std::string_view s) const;
@@ -124,11 +154,13 @@ class MysqlConnection {
   MYSQL* handle() const { return mysql_.get(); }
 
  private:
-  MysqlConnection(std::unique_ptr<MYSQL, detail::MysqlCloser> mysql, std::string endpoint,
+  MysqlConnection(std::unique_ptr<detail::LocalInfile> infile,
+                  std::unique_ptr<MYSQL, detail::MysqlCloser> mysql, std::string endpoint,
                   ConnectionOptions options);
   Error last_error(std::string_view what) const;
   Status run(std::string_view sql);
 
+  std::unique_ptr<detail::LocalInfile> infile_;  // before mysql_: the handle points at it
   std::unique_ptr<MYSQL, detail::MysqlCloser> mysql_;
   std::string endpoint_;
   ConnectionOptions options_;
