@@ -370,7 +370,7 @@ TEST(Encoding, PlainJsonCheckAgreesWithRapidJson) {
   // RapidJSON rejects.
   const std::string base =
       R"({"id": 7, "s": {"name": "Zürich", "geo": [-76.9210, 0]}, "r": [{"t": 1, "ok": true}], "c": "a\"b\\c\u0001"})";
-  const std::string bytes = std::string("{}[],:\"\\ -.0123456789eEtfnu\x01\x7f\xc3", 32);
+  const std::string bytes = std::string("{}[],:\"\\ -.0123456789eEtfnu\x01\x7f\xc3");
   for (size_t i = 0; i <= base.size(); ++i) {
     std::string cut = base.substr(0, i);
     if (plainly_one_json_value(cut)) {
