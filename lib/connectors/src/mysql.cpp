@@ -416,6 +416,39 @@ std::string quote_identifier(std::string_view name) {
   return out;
 }
 
+void append_load_data_field(std::string& out, std::string_view text) {
+  const char* p = text.data();
+  const char* end = p + text.size();
+  const char* run = p;
+  for (; p != end; ++p) {
+    char escaped;
+    switch (*p) {
+      case '\\':
+        escaped = '\\';
+        break;
+      case '\t':
+        escaped = 't';
+        break;
+      case '\n':
+        escaped = 'n';
+        break;
+      case '\r':
+        escaped = 'r';
+        break;
+      case '\0':
+        escaped = '0';
+        break;
+      default:
+        continue;
+    }
+    out.append(run, p);
+    out += '\\';
+    out += escaped;
+    run = p + 1;
+  }
+  out.append(run, end);
+}
+
 InsertBuilder::InsertBuilder(std::string_view table, const std::vector<std::string>& columns,
                              std::string tail, size_t max_rows, size_t max_bytes)
     : tail_(std::move(tail)), max_rows_(std::max<size_t>(max_rows, 1)), max_bytes_(max_bytes) {

@@ -298,43 +298,14 @@ class MysqlSink : public Sink {
     return "NULL";
   }
 
-  // The value as a field of LOAD DATA's default format: tab-separated, lines ended by \n, \N
-  // for NULL (an absent value too: its flag field says which), backslash escapes.
+  // The value as a field of LOAD DATA's default format: \N for NULL (an absent value too: its
+  // flag field says which).
   static void append_load_field(std::string& out, const ColumnValue& v) {
     if (v.kind == ColumnValue::Kind::absent || v.kind == ColumnValue::Kind::null) {
-      out += "\\N";
+      out += kLoadDataNull;
       return;
     }
-    const char* p = v.text.data();
-    const char* end = p + v.text.size();
-    const char* run = p;
-    for (; p != end; ++p) {
-      char escaped;
-      switch (*p) {
-        case '\\':
-          escaped = '\\';
-          break;
-        case '\t':
-          escaped = 't';
-          break;
-        case '\n':
-          escaped = 'n';
-          break;
-        case '\r':
-          escaped = 'r';
-          break;
-        case '\0':
-          escaped = '0';
-          break;
-        default:
-          continue;
-      }
-      out.append(run, p);
-      out += '\\';
-      out += escaped;
-      run = p + 1;
-    }
-    out.append(run, end);
+    append_load_data_field(out, v.text);
   }
 
   // The positions table, created if missing: ours, so its schema needs no command. Keyed by

@@ -41,6 +41,16 @@ TEST(Mysql, QuoteIdentifierDoublesBackticks) {
   EXPECT_EQ(quote_identifier("a'b\"c"), "`a'b\"c`");
 }
 
+TEST(Mysql, LoadDataFieldEscapesWhatTheFormatUses) {
+  std::string out = "x\t";
+  append_load_data_field(out, std::string_view("a\tb\nc\\d\0e\rf \\N", 14));
+  EXPECT_EQ(out, std::string_view("x\ta\\tb\\nc\\\\d\\0e\\rf \\\\N"));
+  out.clear();
+  append_load_data_field(out, "café 😀 'quoted' \"d\"");
+  EXPECT_EQ(out, "café 😀 'quoted' \"d\"");
+  EXPECT_EQ(kLoadDataNull, "\\N");
+}
+
 TEST(Mysql, ErrorNumbersAreClassifiedByTheFailureTable) {
   EXPECT_EQ(mysql_failure(2002), Failure::connection_refused);  // no local socket
   EXPECT_EQ(mysql_failure(2003), Failure::connection_refused);  // cannot connect over TCP

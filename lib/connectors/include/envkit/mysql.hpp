@@ -169,6 +169,12 @@ class MysqlConnection {
 /// `name` as an SQL identifier: in backticks, with backticks inside doubled.
 std::string quote_identifier(std::string_view name);
 
+/// `text` appended to `out` as one field of LOAD DATA's default format (fields separated by
+/// tabs, lines ended by \n, backslash escapes): backslash, tab, newline, carriage return and
+/// NUL are escaped, every other byte passes. A NULL is the field kLoadDataNull.
+void append_load_data_field(std::string& out, std::string_view text);
+inline constexpr std::string_view kLoadDataNull = "\\N";
+
 /// Multi-row INSERT statements of bounded size, for bulk writers (db-backup restore, the
 /// MySQL sink): rows go into the current statement until it holds `max_rows` rows or
 /// `max_bytes` bytes, then take() hands it over and a new one starts. A statement can pass
