@@ -271,6 +271,35 @@ snapshot_run() {
   assert_equal "$(sql "$dst" 'SELECT COUNT(*) FROM small')" 3
 }
 
+@test "restore loads with LOAD DATA LOCAL, fails on what strict INSERT refuses, and uses INSERT where local_infile is off" {
+  sql "$src" "CREATE TABLE t (id INT PRIMARY KEY, l VARCHAR(20) CHARACTER SET latin1,
+      p POINT NULL, n TINYINT UNSIGNED, bl BLOB);
+    INSERT INTO t VALUES (1, 'café Ñandú', POINT(1.5, -2), 7, X'5C095C0A0D00FF'),
+      (2, NULL, NULL, 255, NULL), (3, 'tab\there \\\\N', POINT(0, 0), 0, X'');"
+  run -0 db-backup dump --from "$src_url" --out "$out"
+  q="SELECT id, HEX(l), ST_AsText(p), n, HEX(bl) FROM t ORDER BY id"
+  com() { root_sql "SHOW GLOBAL STATUS LIKE '$1'" | cut -f2; }
+  loads=$(com Com_load)
+  run -0 --separate-stderr db-backup restore --from "$out" --to "$dst_url"
+  assert_equal "$(sql "$dst" "$q")" "$(sql "$src" "$q")"
+  (( $(com Com_load) > loads ))
+  # A value out of range: LOAD DATA LOCAL would store 255 with a warning; restore fails.
+  f=$(ls "$out"/*/t.00000.jsonl)
+  sed -i 's/"n": *255/"n":256/' "$f"
+  grep -q '"n":256' "$f"
+  run -65 --separate-stderr db-backup restore --from "$out" --to "$dst_url" --replace --force
+  [[ $stderr == *"Out of range value for column 'n'"* ]]
+  # With local_infile off at the server: the same rows, by INSERT.
+  sed -i 's/"n":256/"n":255/' "$f"
+  root_sql "SET GLOBAL local_infile = 0"
+  loads=$(com Com_load)
+  run -0 --separate-stderr db-backup restore -v --from "$out" --to "$dst_url" --replace --force
+  root_sql "SET GLOBAL local_infile = 1"
+  [[ $stderr == *"local_infile off: restoring with INSERT"* ]]
+  assert_equal "$(com Com_load)" "$loads"
+  assert_equal "$(sql "$dst" "$q")" "$(sql "$src" "$q")"
+}
+
 @test "verify --against compares with the live database row by row" {
   load_big "$src" 200
   run -0 db-backup dump --from "$src_url" --out "$out"

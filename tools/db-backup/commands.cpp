@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -19,6 +20,7 @@
 #include <envkit/schedule.hpp>
 #include <envkit/signals.hpp>
 #include <envkit/timefmt.hpp>
+#include <envkit/worker_pool.hpp>
 #include "db-backup/record_index.hpp"
 
 namespace db_backup {
@@ -70,40 +72,46 @@ void warn_incomplete(const std::string& parent, const std::string& chosen) {
 }
 
 // Checks every file of a backup: SHA-256, size, record count and, with `json`, that every
-// record is a JSON object. Calls `problem` for each bad file; returns the number of them.
-size_t check_files(const std::string& dir, const Manifest& m, bool json,
+// record is a JSON object; `threads` files at a time. Calls `problem` for each bad file, one
+// call at a time; returns the number of them.
+size_t check_files(const std::string& dir, const Manifest& m, bool json, size_t threads,
                    const std::function<void(const Error&)>& problem) {
+  std::vector<const FileEntry*> files;
+  for (const auto& o : m.objects)
+    for (const auto& f : o.files) files.push_back(&f);
+  std::mutex mutex;
   size_t bad = 0;
-  for (const auto& o : m.objects) {
-    for (const auto& f : o.files) {
-      auto reader = DataFileReader::open(dir, f);
-      if (!reader) {
-        problem(reader.error());
-        ++bad;
-        continue;
+  auto report = [&](const Error& e) {
+    std::lock_guard lock(mutex);
+    problem(e);
+    ++bad;
+  };
+  (void)envkit::for_each_parallel(files.size(), threads, [&](size_t, size_t i) -> Status {
+    const FileEntry& f = *files[i];
+    auto reader = DataFileReader::open(dir, f);
+    if (!reader) {
+      report(reader.error());
+      return {};
+    }
+    uint64_t line = 0;
+    for (;;) {
+      auto rec = reader->next();
+      if (!rec) {
+        report(rec.error());
+        return {};
       }
-      uint64_t line = 0;
-      for (;;) {
-        auto rec = reader->next();
-        if (!rec) {
-          problem(rec.error());
-          ++bad;
-          break;
-        }
-        if (!*rec) break;
-        ++line;
-        if (json) {
-          rapidjson::Document d;
-          d.Parse((*rec)->data(), (*rec)->size());
-          if (d.HasParseError() || !d.IsObject()) {
-            problem(Error{Exit::data, f.name + ":" + std::to_string(line) + ": not a JSON object"});
-            ++bad;
-            break;
-          }
+      if (!*rec) return {};
+      ++line;
+      if (json) {
+        rapidjson::Document d;
+        d.Parse((*rec)->data(), (*rec)->size());
+        if (d.HasParseError() || !d.IsObject()) {
+          report(Error{Exit::data, f.name + ":" + std::to_string(line) + ": not a JSON object"});
+          return {};
         }
       }
     }
-  }
+  });
   return bad;
 }
 
@@ -297,7 +305,7 @@ Result<Exit> run_restore(const Config& c) {
   if (!m) return m.error();
   if (!c.force) {
     std::string first;
-    size_t bad = check_files(*dir, *m, false, [&](const Error& e) {
+    size_t bad = check_files(*dir, *m, false, c.threads, [&](const Error& e) {
       envkit::log_error("verify: " + e.message);
       if (first.empty()) first = e.message;
     });
@@ -331,7 +339,7 @@ Result<Exit> run_verify(const Config& c) {
   if (*dir != c.args[0]) warn_incomplete(c.args[0], *dir);
   auto m = read_manifest(*dir);
   if (!m) return m.error();
-  size_t bad = check_files(*dir, *m, true,
+  size_t bad = check_files(*dir, *m, true, c.threads,
                            [](const Error& e) { envkit::log_error("verify: " + e.message); });
   if (bad) return Error{Exit::data, *dir + ": " + std::to_string(bad) + " bad file(s)"};
   if (c.against.empty()) {

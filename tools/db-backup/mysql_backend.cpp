@@ -1,5 +1,6 @@
 // The MySQL/MariaDB backend: consistent parallel dumps of tables into typed JSON Lines, and
-// restores by batched multi-row INSERTs.
+// restores by batched LOAD DATA LOCAL from memory (multi-row INSERTs where the server
+// refuses it).
 //
 // Consistency across N connections. MariaDB cannot hand one transaction's snapshot to
 // another connection, so the classic sequence is used:
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -489,54 +491,162 @@ Result<std::vector<Column>> columns_from_metadata(const ObjectEntry& o) {
 
 Status session_for_restore(MysqlConnection& c) {
   for (const char* sql : {"SET SESSION foreign_key_checks = 0", "SET SESSION unique_checks = 0",
-                          "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'"}) {
+                          "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'",
+                          "SET SESSION max_error_count = 65535"}) {
     if (auto st = c.execute(sql); !st) return st;
   }
   return {};
 }
 
+// How restore_file sends rows: LOAD DATA LOCAL (from memory; the server parses less than an
+// INSERT's literals), or multi-row INSERTs where the server has local_infile off.
+enum class LoadWith { load_data, insert };
+
+// The rows of one statement, checked the way an INSERT in strict mode would be: LOAD DATA
+// LOCAL turns what INSERT refuses (a value out of range, a duplicate key) into warnings, so
+// any warning but a note fails the restore, and so does a row count that is not the one sent.
+Status load_batch(MysqlConnection& c, const std::string& sql, std::string_view lines, size_t rows) {
+  auto loaded = c.load_local(sql, lines);
+  if (!loaded) return loaded.error();
+  if (loaded->refused)
+    return Error{Exit::data, "the server refused LOAD DATA LOCAL (local_infile was turned off)"};
+  if (loaded->warnings > 0) {
+    auto warnings = c.warnings();
+    if (!warnings) return warnings.error();
+    for (const auto& w : *warnings) {
+      if (w.level != "Note") return Error{Exit::data, w.message};
+    }
+    if (warnings->size() < loaded->warnings) {
+      return Error{Exit::data, std::to_string(loaded->warnings) + " warnings, " +
+                                   std::to_string(warnings->size()) + " of them listed"};
+    }
+  }
+  if (loaded->rows != rows) {
+    return Error{Exit::data, std::to_string(rows) + " rows sent, " + std::to_string(loaded->rows) +
+                                 " loaded"};
+  }
+  return {};
+}
+
+// `spare` is the worker's buffers of committed LOAD DATA batches, kept from file to file: a
+// new buffer is fresh memory, and faulting it in cost more than decoding into it.
 Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTable& t,
-                    const FileEntry& f, size_t batch_rows) {
+                    const FileEntry& f, size_t batch_rows, LoadWith with,
+                    std::vector<std::string>& spare) {
   auto reader = in.open(f);
   if (!reader) return reader.error();
   std::vector<std::string> names;
   for (const auto& column : t.columns) names.push_back(column.name);
   envkit::InsertBuilder insert(t.object->name, names, {}, batch_rows);
+  const std::string load_sql = load_data_statement(t.object->name, t.columns);
   RowDecoder decoder(t.columns, c);
   // Commits every 32 MiB of statements rather than every statement: a server that fsyncs
-  // at each commit would otherwise spend its time there.
+  // at each commit would otherwise spend its time there. The statements since the last
+  // commit are kept: a deadlock between the workers' inserts rolls the transaction back, and
+  // it is run again (up to 3 times) rather than failing the restore.
   constexpr size_t kCommitBytes = 32 << 20;
+  struct Statement {
+    std::string text;  // the lines of a LOAD DATA, or an INSERT
+    size_t rows;
+  };
+  std::vector<Statement> since_commit;
   size_t uncommitted = 0;
-  if (auto st = c.execute("START TRANSACTION"); !st) return st;
-  auto flush = [&]() -> Status {
-    if (insert.empty()) return {};
-    std::string sql = insert.take();
-    auto st = c.execute(sql);
-    uncommitted += sql.size();
-    if (!st) return st.error().context("restoring " + t.object->name);
-    if (uncommitted >= kCommitBytes) {
-      uncommitted = 0;
-      if (auto cm = c.execute("COMMIT"); !cm) return cm;
-      if (auto bg = c.execute("START TRANSACTION"); !bg) return bg;
+  auto run = [&](const Statement& s) -> Status {
+    if (with == LoadWith::load_data) return load_batch(c, load_sql, s.text, s.rows);
+    return c.execute(s.text);
+  };
+  auto send = [&](Statement s) -> Status {
+    uncommitted += s.text.size();
+    since_commit.push_back(std::move(s));
+    Status st = run(since_commit.back());
+    for (int again = 0; !st && st.error().kind == envkit::Failure::server_busy && again < 3; ++again) {
+      envkit::log_warning(t.object->name + ": " + st.error().message +
+                          ": running the transaction again");
+      if (auto rb = c.execute("ROLLBACK"); !rb) return rb;
+      st = c.execute("START TRANSACTION");
+      for (const auto& done : since_commit) {
+        if (!st) break;
+        st = run(done);
+      }
     }
+    if (!st) return st.error().context("restoring " + t.object->name);
+    if (uncommitted < kCommitBytes) return {};
+    uncommitted = 0;
+    if (with == LoadWith::load_data) {
+      for (auto& done : since_commit) spare.push_back(std::move(done.text));
+    }
+    since_commit.clear();
+    if (auto cm = c.execute("COMMIT"); !cm) return cm;
+    return c.execute("START TRANSACTION");
+  };
+  // LOAD DATA: the next batch is decoded while the server loads this one, on a thread of its
+  // own (one batch at a time, so the connection is never used by two threads at once); the
+  // decoding is the client's whole cost, and the server's share would otherwise wait for it.
+  std::string lines;
+  size_t line_count = 0;
+  std::future<Status> loading;  // after what it uses: on an early return it is waited for first
+  auto load_next = [&]() -> Status {
+    if (loading.valid()) {
+      if (auto st = loading.get(); !st) return st;
+    }
+    if (line_count == 0) return {};
+    std::string next;  // taken while no load runs: the loading thread fills `spare`
+    if (!spare.empty()) {
+      next = std::move(spare.back());
+      spare.pop_back();
+      next.clear();
+    }
+    Statement batch{std::move(lines), line_count};
+    lines = std::move(next);
+    line_count = 0;
+    loading = std::async(std::launch::async, send, std::move(batch));
     return {};
   };
+  auto insert_next = [&]() -> Status {
+    if (insert.empty()) return {};
+    size_t rows = insert.rows();
+    return send(Statement{insert.take(), rows});
+  };
+  if (auto st = c.execute("START TRANSACTION"); !st) return st;
   for (;;) {
     auto line = reader->next();
     if (!line) return line.error();
     if (!*line) break;
-    if (auto st = decoder.append_values(**line, insert.next_row()); !st)
-      return st.error().context(f.name);
-    if (insert.full()) {
-      size_t rows = insert.rows();
-      if (auto st = flush(); !st) return st;
+    size_t rows = 0;
+    Status st;
+    if (with == LoadWith::load_data) {
+      if (auto d = decoder.append_load_data_line(**line, lines); !d) return d.error().context(f.name);
+      if (++line_count >= batch_rows || lines.size() >= envkit::InsertBuilder::kDefaultMaxBytes) {
+        rows = line_count;
+        st = load_next();
+      }
+    } else {
+      if (auto d = decoder.append_values(**line, insert.next_row()); !d)
+        return d.error().context(f.name);
+      if (insert.full()) {
+        rows = insert.rows();
+        st = insert_next();
+      }
+    }
+    if (!st) return st;
+    if (rows > 0) {
       if (in.progress) in.progress->advance(t.object->name, rows, 0);
       if (envkit::stop_requested())
         return Error{Exit::temp_fail, "stopped by signal while restoring"};
     }
   }
-  if (auto st = flush(); !st) return st;
-  return c.execute("COMMIT");
+  if (with == LoadWith::load_data) {
+    if (auto st = load_next(); !st) return st;  // the last batch...
+    if (auto st = load_next(); !st) return st;  // ...and its wait
+  } else if (auto st = insert_next(); !st) {
+    return st;
+  }
+  if (auto st = c.execute("COMMIT"); !st) return st;
+  if (with == LoadWith::load_data) {
+    for (auto& done : since_commit) spare.push_back(std::move(done.text));
+    spare.push_back(std::move(lines));
+  }
+  return {};
 }
 
 Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts) {
@@ -613,8 +723,17 @@ Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts)
     if (auto st = session_for_restore(*c); !st) return st;
     conns.push_back(std::move(*c));
   }
+  // LOAD DATA LOCAL where the server allows it; its bytes come from memory (docs/architecture.md,
+  // "The MySQL sink").
+  auto local_infile = single_value(*ctl, "SELECT @@GLOBAL.local_infile");
+  if (!local_infile) return local_infile.error();
+  LoadWith with = *local_infile == "1" ? LoadWith::load_data : LoadWith::insert;
+  if (with == LoadWith::insert)
+    envkit::log_info("the server has local_infile off: restoring with INSERT");
+  std::vector<std::vector<std::string>> spares(conns.size());
   Status first_error = envkit::for_each_parallel(jobs.size(), conns.size(), [&](size_t w, size_t i) {
-    return restore_file(conns[w], in, *jobs[i].table, *jobs[i].file, opts.batch_rows);
+    return restore_file(conns[w], in, *jobs[i].table, *jobs[i].file, opts.batch_rows, with,
+                        spares[w]);
   });
   for (const auto& t : tables)
     if (in.progress) in.progress->end_object(t.object->name);

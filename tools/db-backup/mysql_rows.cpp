@@ -317,20 +317,39 @@ class KeyPositions : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, KeyP
   int depth_ = 0;
 };
 
-// Fills `out` with each top-level member's name and value text in `text`. `work` is a buffer
-// for an in-situ parse (strings are decoded where they lie, not copied out); positions in it
-// are positions in `text`.
-void member_spans(std::string_view text, std::string& work, KeyPositions& h,
-                  std::vector<std::pair<std::string, std::string_view>>& out) {
+// A document's SAX events, passed on to it and to KeyPositions: one parse of a record gives
+// both its values and the offsets its JSON columns' exact text is found from.
+class DocumentAndKeys {
+ public:
+  DocumentAndKeys(rapidjson::Document& d, KeyPositions& keys) : d_(d), keys_(keys) {}
+  bool Null() { return d_.Null(); }
+  bool Bool(bool b) { return d_.Bool(b); }
+  bool Int(int i) { return d_.Int(i); }
+  bool Uint(unsigned u) { return d_.Uint(u); }
+  bool Int64(int64_t i) { return d_.Int64(i); }
+  bool Uint64(uint64_t u) { return d_.Uint64(u); }
+  bool Double(double x) { return d_.Double(x); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return d_.RawNumber(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return d_.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) {
+    keys_.Key(s, n, copy);
+    return d_.Key(s, n, copy);
+  }
+  bool StartObject() { return keys_.StartObject() && d_.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return keys_.EndObject(n) && d_.EndObject(n); }
+  bool StartArray() { return keys_.StartArray() && d_.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return keys_.EndArray(n) && d_.EndArray(n); }
+
+ private:
+  rapidjson::Document& d_;
+  KeyPositions& keys_;
+};
+
+// Fills `out` with each top-level member's name and value text in `text`, from the key
+// offsets `h` took while `text` (or a copy of it) was parsed.
+void spans_from_keys(std::string_view text, const KeyPositions& h,
+                     std::vector<std::pair<std::string, std::string_view>>& out) {
   out.clear();
-  h.keys.clear();
-  work.assign(text);
-  rapidjson::InsituStringStream ss(work.data());
-  h.reset(ss);
-  thread_local rapidjson::Reader reader;
-  if (reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseInsituFlag>(ss, h)
-          .IsError())
-    return;
   size_t close = text.rfind('}');
   auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   for (size_t i = 0; i < h.keys.size(); ++i) {
@@ -342,6 +361,23 @@ void member_spans(std::string_view text, std::string& work, KeyPositions& h,
     while (end > p && (is_space(text[end - 1]) || text[end - 1] == ',')) --end;
     out.emplace_back(h.keys[i].first, text.substr(p, end - p));
   }
+}
+
+// Fills `out` as spans_from_keys, parsing `text` on its own. `work` is a buffer for an in-situ
+// parse (strings are decoded where they lie, not copied out); positions in it are positions
+// in `text`.
+void member_spans(std::string_view text, std::string& work, KeyPositions& h,
+                  std::vector<std::pair<std::string, std::string_view>>& out) {
+  out.clear();
+  h.keys.clear();
+  work.assign(text);
+  rapidjson::InsituStringStream ss(work.data());
+  h.reset(ss);
+  thread_local rapidjson::Reader reader;
+  if (reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseInsituFlag>(ss, h)
+          .IsError())
+    return;
+  spans_from_keys(text, h, out);
 }
 
 }  // namespace
@@ -502,40 +538,135 @@ struct RowDecoder::Buffers {
   KeyPositions positions;
   std::vector<std::pair<std::string, std::string_view>> spans;
   std::string scratch;
+  rapidjson::Reader reader;
 };
 
 RowDecoder::RowDecoder(std::vector<Column> columns, const envkit::MysqlConnection& connection)
     : columns_(std::move(columns)),
       connection_(connection),
-      buffers_(std::make_unique<Buffers>()) {}
+      buffers_(std::make_unique<Buffers>()),
+      has_json_column_(std::any_of(columns_.begin(), columns_.end(),
+                                   [](const Column& c) { return c.kind == ColumnKind::json; })) {}
 
 RowDecoder::~RowDecoder() = default;
 
+namespace {
+
+// Bytes as upper-case hex digits: an X'...' literal's inside, or UNHEX()'s argument.
+void append_hex(std::string& out, std::string_view bytes) {
+  static const char* hex = "0123456789ABCDEF";
+  size_t at = out.size();
+  out.resize(at + 2 * bytes.size());
+  char* p = out.data() + at;
+  for (unsigned char c : bytes) {
+    *p++ = hex[c >> 4];
+    *p++ = hex[c & 15];
+  }
+}
+
+// The two shapes a record is decoded into: "(v1,v2,...)" for INSERT ... VALUES, and a line of
+// LOAD DATA's default format, where binary and bit columns go as hex through UNHEX() (see
+// load_data_statement) so that the line is text in the connection's character set.
+struct SqlValues {
+  const envkit::MysqlConnection& connection;
+  std::string& out;
+  void begin() { out += '('; }
+  void separator() { out += ','; }
+  void end() { out += ')'; }
+  void null() { out += "NULL"; }
+  void number(std::string_view digits) { out += digits; }
+  void text(std::string_view s) { out += connection.quote_string(s); }
+  void bytes(std::string_view b) {
+    out += "X'";
+    append_hex(out, b);
+    out += '\'';
+  }
+};
+
+struct LoadDataFields {
+  std::string& out;
+  void begin() {}
+  void separator() { out += '\t'; }
+  void end() { out += '\n'; }
+  void null() { out += envkit::kLoadDataNull; }
+  void number(std::string_view digits) { out += digits; }
+  void text(std::string_view s) { envkit::append_load_data_field(out, s); }
+  void bytes(std::string_view b) { append_hex(out, b); }
+};
+
+bool hex_loaded(ColumnKind k) { return k == ColumnKind::binary || k == ColumnKind::bit; }
+
+}  // namespace
+
+std::string load_data_statement(std::string_view table, const std::vector<Column>& columns) {
+  std::string sql = "LOAD DATA LOCAL INFILE 'envkit-restore' INTO TABLE " +
+                    envkit::quote_identifier(table) + " CHARACTER SET utf8mb4 (";
+  std::string set;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    if (c > 0) sql += ", ";
+    std::string name = envkit::quote_identifier(columns[c].name);
+    if (hex_loaded(columns[c].kind)) {
+      std::string var = "@h" + std::to_string(c);
+      sql += var;
+      set += (set.empty() ? " SET " : ", ") + name + " = UNHEX(" + var + ")";
+    } else {
+      sql += name;
+    }
+  }
+  return sql + ")" + set;
+}
+
 envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql) {
+  return append(json, SqlValues{connection_, sql});
+}
+
+envkit::Status RowDecoder::append_load_data_line(std::string_view json, std::string& out) {
+  return append(json, LoadDataFields{out});
+}
+
+template <class Format>
+envkit::Status RowDecoder::append(std::string_view json, Format out) {
   Buffers& b = *buffers_;
   b.pool.Clear();
   rapidjson::Document d(&b.pool);
-  if (std::memchr(json.data(), '\0', json.size()) == nullptr) {
+  rapidjson::ParseResult parsed;
+  bool spans_done = false;
+  if (std::memchr(json.data(), '\0', json.size()) != nullptr) {
+    // In situ, the NUL would end the text early.
+    parsed = d.Parse<rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
+  } else if (has_json_column_) {
+    // The JSON columns' exact text is found from the key offsets of this same parse.
     b.text.assign(json);
-    d.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(b.text.data());
-  } else {  // in situ, the NUL would end the text early
-    d.Parse<rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
+    rapidjson::InsituStringStream ss(b.text.data());
+    b.positions.keys.clear();
+    b.positions.reset(ss);
+    DocumentAndKeys both(d, b.positions);
+    auto parse = [&](rapidjson::Document&) {
+      parsed = b.reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseInsituFlag>(
+          ss, both);
+      return !parsed.IsError();
+    };
+    d.Populate(parse);
+    if (!parsed.IsError()) spans_from_keys(json, b.positions, b.spans);
+    spans_done = true;
+  } else {
+    b.text.assign(json);
+    parsed = d.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(b.text.data());
   }
-  if (d.HasParseError()) {
+  if (parsed.IsError()) {
     return Error{Exit::data, std::string("invalid JSON at byte ") +
-                                 std::to_string(d.GetErrorOffset()) + ": " +
-                                 rapidjson::GetParseError_En(d.GetParseError())};
+                                 std::to_string(parsed.Offset()) + ": " +
+                                 rapidjson::GetParseError_En(parsed.Code())};
   }
   if (!d.IsObject()) return Error{Exit::data, "a record is not a JSON object"};
-  bool spans_done = false;
   // Records as db-backup writes them have their members in column order: member i is tried
   // first, and is the first of that name as long as every earlier column was found in order
   // (column names are distinct). Otherwise the first member of that name, as find_member.
   bool in_order = true;
-  sql += '(';
+  out.begin();
   for (size_t i = 0; i < columns_.size(); ++i) {
     const auto& col = columns_[i];
-    if (i) sql += ',';
+    if (i) out.separator();
     const rapidjson::Value* v = nullptr;
     if (in_order && i < d.MemberCount()) {
       const auto& m = d.MemberBegin()[static_cast<rapidjson::SizeType>(i)];
@@ -548,12 +679,15 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
     }
     if (!v) return Error{Exit::data, "a record lacks column '" + col.name + "'"};
     if (v->IsNull()) {
-      sql += "NULL";
+      out.null();
       continue;
     }
     auto bad = [&](const char* want) {
       return Error{Exit::data,
                    "column '" + col.name + "': expected " + want + ", got " + envkit::to_json(*v)};
+    };
+    auto string_of = [](const rapidjson::Value& s) {
+      return std::string_view(s.GetString(), s.GetStringLength());
     };
     switch (col.kind) {
       case ColumnKind::integer:
@@ -563,11 +697,11 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
           char buf[24];
           auto r = v->IsInt64() ? std::to_chars(buf, buf + sizeof buf, v->GetInt64())
                                 : std::to_chars(buf, buf + sizeof buf, v->GetUint64());
-          sql.append(buf, r.ptr);
+          out.number(std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
         } else if (v->IsNumber()) {
-          sql += envkit::to_json(*v);
+          out.number(envkit::to_json(*v));
         } else if (v->IsString()) {
-          sql += connection_.quote_string(std::string_view(v->GetString(), v->GetStringLength()));
+          out.text(string_of(*v));
         } else {
           return bad("a number");
         }
@@ -575,19 +709,9 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
       case ColumnKind::binary:
       case ColumnKind::bit: {
         if (!v->IsString()) return bad("a base64 string");
-        auto bytes = base64_decode(std::string_view(v->GetString(), v->GetStringLength()));
+        auto bytes = base64_decode(string_of(*v));
         if (!bytes) return bad("a base64 string");
-        static const char* hex = "0123456789ABCDEF";
-        size_t at = sql.size();
-        sql.resize(at + 2 * bytes->size() + 3);
-        char* p = sql.data() + at;
-        *p++ = 'X';
-        *p++ = '\'';
-        for (unsigned char c : *bytes) {
-          *p++ = hex[c >> 4];
-          *p++ = hex[c & 15];
-        }
-        *p++ = '\'';
+        out.bytes(*bytes);
         break;
       }
       case ColumnKind::datetime:
@@ -597,7 +721,7 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
         s.assign(v->GetString(), v->GetStringLength());
         if (s.size() > 10 && s[10] == 'T') s[10] = ' ';
         if (!s.empty() && s.back() == 'Z') s.pop_back();
-        sql += connection_.quote_string(s);
+        out.text(s);
         break;
       }
       case ColumnKind::json: {
@@ -608,17 +732,17 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
         auto it = std::find_if(b.spans.begin(), b.spans.end(),
                                [&](const auto& p) { return p.first == col.name; });
         if (it != b.spans.end())
-          sql += connection_.quote_string(it->second);
+          out.text(it->second);
         else
-          sql += connection_.quote_string(envkit::to_json(*v));
+          out.text(envkit::to_json(*v));
         break;
       }
       default:
         if (!v->IsString()) return bad("a string");
-        sql += connection_.quote_string(std::string_view(v->GetString(), v->GetStringLength()));
+        out.text(string_of(*v));
     }
   }
-  sql += ')';
+  out.end();
   return {};
 }
 

@@ -94,7 +94,12 @@ void append_json_string(std::string& out, std::string_view s);
 /// control bytes, nesting deeper than 64).
 bool plainly_one_json_value(std::string_view text);
 
-/// Turns a record back into "(v1, v2, ...)" SQL for INSERT ... VALUES.
+/// The LOAD DATA LOCAL INFILE statement that takes RowDecoder::append_load_data_line's lines
+/// into `table`: binary and bit columns come as hex, through UNHEX().
+std::string load_data_statement(std::string_view table, const std::vector<Column>& columns);
+
+/// Turns a record back into "(v1, v2, ...)" SQL for INSERT ... VALUES, or into a line for
+/// load_data_statement().
 class RowDecoder {
  public:
   RowDecoder(std::vector<Column> columns, const envkit::MysqlConnection& connection);
@@ -103,12 +108,19 @@ class RowDecoder {
   RowDecoder& operator=(const RowDecoder&) = delete;
   /// Appends the values of record `json` to `sql`. Exit::data for a record that does not fit.
   envkit::Status append_values(std::string_view json, std::string& sql);
+  /// Appends record `json` to `out` as one line of LOAD DATA's default format, the newline
+  /// included. Exit::data as append_values.
+  envkit::Status append_load_data_line(std::string_view json, std::string& out);
 
  private:
+  template <class Format>
+  envkit::Status append(std::string_view json, Format out);
+
   struct Buffers;  // parse buffers, reused from record to record
   std::vector<Column> columns_;
   const envkit::MysqlConnection& connection_;
   std::unique_ptr<Buffers> buffers_;
+  bool has_json_column_;
 };
 
 }  // namespace db_backup

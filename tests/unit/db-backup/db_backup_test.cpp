@@ -387,6 +387,21 @@ TEST(Encoding, PlainJsonCheckAgreesWithRapidJson) {
   }
 }
 
+TEST(Encoding, LoadDataStatementTakesBinaryAndBitAsHex) {
+  std::vector<Column> cols(4);
+  cols[0].name = "id";
+  cols[0].kind = ColumnKind::integer;
+  cols[1].name = "b`l";
+  cols[1].kind = ColumnKind::binary;
+  cols[2].name = "j";
+  cols[2].kind = ColumnKind::json;
+  cols[3].name = "bt";
+  cols[3].kind = ColumnKind::bit;
+  EXPECT_EQ(load_data_statement("my table", cols),
+            "LOAD DATA LOCAL INFILE 'envkit-restore' INTO TABLE `my table` CHARACTER SET utf8mb4 "
+            "(`id`, @h1, `j`, @h3) SET `b``l` = UNHEX(@h1), `bt` = UNHEX(@h3)");
+}
+
 TEST(Encoding, ColumnKinds) {
   EXPECT_EQ(column_kind("decimal", false), ColumnKind::decimal);
   EXPECT_EQ(column_kind("bigint", false), ColumnKind::integer);
