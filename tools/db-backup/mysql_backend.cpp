@@ -464,6 +464,7 @@ Status MysqlBackend::dump(BackupWriter& out) {
 struct RestoreTable {
   const ObjectEntry* object = nullptr;
   std::vector<Column> columns;
+  LoadBytes load_bytes = LoadBytes::hex;
 };
 
 Result<std::vector<Column>> columns_from_metadata(const ObjectEntry& o) {
@@ -538,7 +539,7 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
   std::vector<std::string> names;
   for (const auto& column : t.columns) names.push_back(column.name);
   envkit::InsertBuilder insert(t.object->name, names, {}, batch_rows);
-  const std::string load_sql = load_data_statement(t.object->name, t.columns);
+  const std::string load_sql = load_data_statement(t.object->name, t.columns, t.load_bytes);
   RowDecoder decoder(t.columns, c);
   // Commits every 32 MiB of statements rather than every statement: a server that fsyncs
   // at each commit would otherwise spend its time there. The statements since the last
@@ -615,7 +616,7 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
     size_t rows = 0;
     Status st;
     if (with == LoadWith::load_data) {
-      if (auto d = decoder.append_load_data_line(**line, lines); !d) return d.error().context(f.name);
+      if (auto d = decoder.append_load_data_line(**line, t.load_bytes, lines); !d) return d.error().context(f.name);
       if (++line_count >= batch_rows || lines.size() >= envkit::InsertBuilder::kDefaultMaxBytes) {
         rows = line_count;
         st = load_next();
@@ -694,7 +695,7 @@ Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts)
       }
     }
   }
-  for (const auto& t : tables) {
+  for (auto& t : tables) {
     if (opts.replace) {
       if (auto st = ctl->execute("DROP TABLE IF EXISTS " + quote_identifier(t.object->name)); !st)
         return st;
@@ -703,6 +704,15 @@ Status MysqlBackend::restore(const BackupReader& in, const RestoreOptions& opts)
       return Error{Exit::data, t.object->name + ": no schema in the backup"};
     if (auto st = ctl->execute(t.object->schema); !st)
       return st.error().context("creating " + t.object->name);
+    // The records are UTF-8: a table whose character columns all take it as it is is loaded
+    // byte for byte, binary values included, with nothing for the server to convert.
+    auto converted = single_value(
+        *ctl,
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = " + ctl->quote_string(t.object->name) +
+            " AND CHARACTER_SET_NAME NOT IN ('utf8mb4', 'binary')");
+    if (!converted) return converted.error();
+    t.load_bytes = *converted == "0" ? LoadBytes::raw : LoadBytes::hex;
   }
   struct Job {
     const RestoreTable* table;

@@ -565,8 +565,7 @@ void append_hex(std::string& out, std::string_view bytes) {
 }
 
 // The two shapes a record is decoded into: "(v1,v2,...)" for INSERT ... VALUES, and a line of
-// LOAD DATA's default format, where binary and bit columns go as hex through UNHEX() (see
-// load_data_statement) so that the line is text in the connection's character set.
+// LOAD DATA's default format (LoadBytes says how binary and bit values go).
 struct SqlValues {
   const envkit::MysqlConnection& connection;
   std::string& out;
@@ -585,27 +584,35 @@ struct SqlValues {
 
 struct LoadDataFields {
   std::string& out;
+  LoadBytes how;
   void begin() {}
   void separator() { out += '\t'; }
   void end() { out += '\n'; }
   void null() { out += envkit::kLoadDataNull; }
   void number(std::string_view digits) { out += digits; }
   void text(std::string_view s) { envkit::append_load_data_field(out, s); }
-  void bytes(std::string_view b) { append_hex(out, b); }
+  void bytes(std::string_view b) {
+    if (how == LoadBytes::raw)
+      envkit::append_load_data_field(out, b);
+    else
+      append_hex(out, b);
+  }
 };
 
 bool hex_loaded(ColumnKind k) { return k == ColumnKind::binary || k == ColumnKind::bit; }
 
 }  // namespace
 
-std::string load_data_statement(std::string_view table, const std::vector<Column>& columns) {
+std::string load_data_statement(std::string_view table, const std::vector<Column>& columns,
+                                LoadBytes bytes) {
   std::string sql = "LOAD DATA LOCAL INFILE 'envkit-restore' INTO TABLE " +
-                    envkit::quote_identifier(table) + " CHARACTER SET utf8mb4 (";
+                    envkit::quote_identifier(table) + " CHARACTER SET " +
+                    (bytes == LoadBytes::raw ? "binary" : "utf8mb4") + " (";
   std::string set;
   for (size_t c = 0; c < columns.size(); ++c) {
     if (c > 0) sql += ", ";
     std::string name = envkit::quote_identifier(columns[c].name);
-    if (hex_loaded(columns[c].kind)) {
+    if (bytes == LoadBytes::hex && hex_loaded(columns[c].kind)) {
       std::string var = "@h" + std::to_string(c);
       sql += var;
       set += (set.empty() ? " SET " : ", ") + name + " = UNHEX(" + var + ")";
@@ -620,8 +627,9 @@ envkit::Status RowDecoder::append_values(std::string_view json, std::string& sql
   return append(json, SqlValues{connection_, sql});
 }
 
-envkit::Status RowDecoder::append_load_data_line(std::string_view json, std::string& out) {
-  return append(json, LoadDataFields{out});
+envkit::Status RowDecoder::append_load_data_line(std::string_view json, LoadBytes bytes,
+                                                 std::string& out) {
+  return append(json, LoadDataFields{out, bytes});
 }
 
 template <class Format>

@@ -94,9 +94,21 @@ void append_json_string(std::string& out, std::string_view s);
 /// control bytes, nesting deeper than 64).
 bool plainly_one_json_value(std::string_view text);
 
+/// How LOAD DATA lines carry a table's values.
+enum class LoadBytes {
+  /// The lines are utf8mb4 text, converted by the server to each column's character set;
+  /// binary and bit columns come as hex, through UNHEX().
+  hex,
+  /// The lines are CHARACTER SET binary: every value's bytes as they are, escaped. Nothing is
+  /// converted, so only for a table whose character columns are all utf8mb4 (the records'
+  /// own encoding) or binary.
+  raw,
+};
+
 /// The LOAD DATA LOCAL INFILE statement that takes RowDecoder::append_load_data_line's lines
-/// into `table`: binary and bit columns come as hex, through UNHEX().
-std::string load_data_statement(std::string_view table, const std::vector<Column>& columns);
+/// into `table`.
+std::string load_data_statement(std::string_view table, const std::vector<Column>& columns,
+                                LoadBytes bytes);
 
 /// Turns a record back into "(v1, v2, ...)" SQL for INSERT ... VALUES, or into a line for
 /// load_data_statement().
@@ -110,7 +122,7 @@ class RowDecoder {
   envkit::Status append_values(std::string_view json, std::string& sql);
   /// Appends record `json` to `out` as one line of LOAD DATA's default format, the newline
   /// included. Exit::data as append_values.
-  envkit::Status append_load_data_line(std::string_view json, std::string& out);
+  envkit::Status append_load_data_line(std::string_view json, LoadBytes bytes, std::string& out);
 
  private:
   template <class Format>

@@ -387,7 +387,7 @@ TEST(Encoding, PlainJsonCheckAgreesWithRapidJson) {
   }
 }
 
-TEST(Encoding, LoadDataStatementTakesBinaryAndBitAsHex) {
+TEST(Encoding, LoadDataStatementTakesBinaryAndBitAsHexOrRaw) {
   std::vector<Column> cols(4);
   cols[0].name = "id";
   cols[0].kind = ColumnKind::integer;
@@ -397,9 +397,12 @@ TEST(Encoding, LoadDataStatementTakesBinaryAndBitAsHex) {
   cols[2].kind = ColumnKind::json;
   cols[3].name = "bt";
   cols[3].kind = ColumnKind::bit;
-  EXPECT_EQ(load_data_statement("my table", cols),
+  EXPECT_EQ(load_data_statement("my table", cols, LoadBytes::hex),
             "LOAD DATA LOCAL INFILE 'envkit-restore' INTO TABLE `my table` CHARACTER SET utf8mb4 "
             "(`id`, @h1, `j`, @h3) SET `b``l` = UNHEX(@h1), `bt` = UNHEX(@h3)");
+  EXPECT_EQ(load_data_statement("my table", cols, LoadBytes::raw),
+            "LOAD DATA LOCAL INFILE 'envkit-restore' INTO TABLE `my table` CHARACTER SET binary "
+            "(`id`, `b``l`, `j`, `bt`)");
 }
 
 TEST(Encoding, ColumnKinds) {
