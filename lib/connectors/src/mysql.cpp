@@ -3,6 +3,9 @@
 
 #include <errmsg.h>
 #include <mysqld_error.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <envkit/exit_status.hpp>
 
@@ -416,35 +419,67 @@ std::string quote_identifier(std::string_view name) {
   return out;
 }
 
+namespace {
+
+// The escape letter of a byte LOAD DATA's default format escapes, or 0.
+char load_data_escape(char c) {
+  switch (c) {
+    case '\\':
+      return '\\';
+    case '\t':
+      return 't';
+    case '\n':
+      return 'n';
+    case '\r':
+      return 'r';
+    case '\0':
+      return '0';
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
 void append_load_data_field(std::string& out, std::string_view text) {
   const char* p = text.data();
   const char* end = p + text.size();
   const char* run = p;
-  for (; p != end; ++p) {
-    char escaped;
-    switch (*p) {
-      case '\\':
-        escaped = '\\';
-        break;
-      case '\t':
-        escaped = 't';
-        break;
-      case '\n':
-        escaped = 'n';
-        break;
-      case '\r':
-        escaped = 'r';
-        break;
-      case '\0':
-        escaped = '0';
-        break;
-      default:
-        continue;
-    }
+  auto escape = [&](char e) {
     out.append(run, p);
     out += '\\';
-    out += escaped;
-    run = p + 1;
+    out += e;
+    run = ++p;
+  };
+#if defined(__SSE2__)
+  // Sixteen bytes at a time: blobs and long text are mostly bytes that pass as they are, and
+  // a byte-by-byte loop was a quarter of restore's client time.
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i newline = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i nul = _mm_setzero_si128();
+  while (end - p >= 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i hit = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmpeq_epi8(v, tab)),
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, newline), _mm_cmpeq_epi8(v, cr)),
+                     _mm_cmpeq_epi8(v, nul)));
+    auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    if (mask == 0) {
+      p += 16;
+      continue;
+    }
+    p += __builtin_ctz(mask);
+    escape(load_data_escape(*p));
+  }
+#endif
+  while (p != end) {
+    if (char e = load_data_escape(*p)) {
+      escape(e);
+    } else {
+      ++p;
+    }
   }
   out.append(run, end);
 }
@@ -473,6 +508,10 @@ std::string InsertBuilder::take() {
   sql_.clear();
   rows_ = 0;
   return out;
+}
+
+void InsertBuilder::recycle(std::string done) {
+  if (rows_ == 0 && done.capacity() > sql_.capacity()) sql_ = std::move(done);
 }
 
 }  // namespace envkit

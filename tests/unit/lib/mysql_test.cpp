@@ -51,6 +51,43 @@ TEST(Mysql, LoadDataFieldEscapesWhatTheFormatUses) {
   EXPECT_EQ(kLoadDataNull, "\\N");
 }
 
+// Every byte the format escapes, at every place in texts longer than the 16-byte blocks the
+// escaper reads at once, against a byte-by-byte reference.
+TEST(Mysql, LoadDataFieldEscapesAtEveryPlace) {
+  auto reference = [](std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      switch (c) {
+        case '\\': out += "\\\\"; break;
+        case '\t': out += "\\t"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\0': out += "\\0"; break;
+        default: out += c;
+      }
+    }
+    return out;
+  };
+  for (char special : {'\\', '\t', '\n', '\r', '\0'}) {
+    for (size_t len : {15, 16, 17, 31, 32, 33, 47}) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string text(len, '\xc3');
+        for (size_t i = 0; i < len; ++i) text[i] = static_cast<char>('a' + i % 26);
+        text[at] = special;
+        text[len - 1 - at / 2] = special;  // a second one, sometimes in the same block
+        std::string out = "prefix";
+        append_load_data_field(out, text);
+        ASSERT_EQ(out, "prefix" + reference(text)) << "len " << len << " at " << at;
+      }
+    }
+  }
+  std::string bytes;
+  for (int i = 0; i < 256 * 3; ++i) bytes += static_cast<char>(i * 7 % 256);
+  std::string out;
+  append_load_data_field(out, bytes);
+  EXPECT_EQ(out, reference(bytes));
+}
+
 TEST(Mysql, ErrorNumbersAreClassifiedByTheFailureTable) {
   EXPECT_EQ(mysql_failure(2002), Failure::connection_refused);  // no local socket
   EXPECT_EQ(mysql_failure(2003), Failure::connection_refused);  // cannot connect over TCP
