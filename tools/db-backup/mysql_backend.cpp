@@ -529,8 +529,8 @@ Status load_batch(MysqlConnection& c, const std::string& sql, std::string_view l
   return {};
 }
 
-// `spare` is the worker's buffers of committed LOAD DATA batches, kept from file to file: a
-// new buffer is fresh memory, and faulting it in cost more than decoding into it.
+// `spare` is the worker's buffers of committed statements, kept from file to file: a new
+// buffer is fresh memory, and faulting it in cost more than decoding into it.
 Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTable& t,
                     const FileEntry& f, size_t batch_rows, LoadWith with,
                     std::vector<std::string>& spare) {
@@ -573,9 +573,7 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
     if (!st) return st.error().context("restoring " + t.object->name);
     if (uncommitted < kCommitBytes) return {};
     uncommitted = 0;
-    if (with == LoadWith::load_data) {
-      for (auto& done : since_commit) spare.push_back(std::move(done.text));
-    }
+    for (auto& done : since_commit) spare.push_back(std::move(done.text));
     since_commit.clear();
     if (auto cm = c.execute("COMMIT"); !cm) return cm;
     return c.execute("START TRANSACTION");
@@ -606,7 +604,12 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
   auto insert_next = [&]() -> Status {
     if (insert.empty()) return {};
     size_t rows = insert.rows();
-    return send(Statement{insert.take(), rows});
+    auto st = send(Statement{insert.take(), rows});
+    if (!spare.empty()) {
+      insert.recycle(std::move(spare.back()));
+      spare.pop_back();
+    }
+    return st;
   };
   if (auto st = c.execute("START TRANSACTION"); !st) return st;
   for (;;) {
@@ -643,10 +646,8 @@ Status restore_file(MysqlConnection& c, const BackupReader& in, const RestoreTab
     return st;
   }
   if (auto st = c.execute("COMMIT"); !st) return st;
-  if (with == LoadWith::load_data) {
-    for (auto& done : since_commit) spare.push_back(std::move(done.text));
-    spare.push_back(std::move(lines));
-  }
+  for (auto& done : since_commit) spare.push_back(std::move(done.text));
+  spare.push_back(std::move(lines));
   return {};
 }
 

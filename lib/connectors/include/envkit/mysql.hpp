@@ -198,6 +198,9 @@ class InsertBuilder {
   size_t rows() const { return rows_; }
   /// The finished statement, tail included; the builder starts the next one.
   std::string take();
+  /// Gives back a statement take() handed out, once it is sent: the next statement is built
+  /// in its memory rather than in new memory.
+  void recycle(std::string done);
 
  private:
   std::string head_;
