@@ -363,23 +363,6 @@ void spans_from_keys(std::string_view text, const KeyPositions& h,
   }
 }
 
-// Fills `out` as spans_from_keys, parsing `text` on its own. `work` is a buffer for an in-situ
-// parse (strings are decoded where they lie, not copied out); positions in it are positions
-// in `text`.
-void member_spans(std::string_view text, std::string& work, KeyPositions& h,
-                  std::vector<std::pair<std::string, std::string_view>>& out) {
-  out.clear();
-  h.keys.clear();
-  work.assign(text);
-  rapidjson::InsituStringStream ss(work.data());
-  h.reset(ss);
-  thread_local rapidjson::Reader reader;
-  if (reader.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseInsituFlag>(ss, h)
-          .IsError())
-    return;
-  spans_from_keys(text, h, out);
-}
-
 }  // namespace
 
 std::string_view kind_name(ColumnKind k) {
@@ -534,7 +517,6 @@ struct RowDecoder::Buffers {
   alignas(8) char pool_buffer[kPoolBytes];
   rapidjson::MemoryPoolAllocator<> pool{pool_buffer, kPoolBytes};
   std::string text;        // the record, parsed in situ
-  std::string spans_text;  // the record again, for the JSON columns' exact text
   KeyPositions positions;
   std::vector<std::pair<std::string, std::string_view>> spans;
   std::string scratch;
@@ -638,9 +620,10 @@ envkit::Status RowDecoder::append(std::string_view json, Format out) {
   b.pool.Clear();
   rapidjson::Document d(&b.pool);
   rapidjson::ParseResult parsed;
-  bool spans_done = false;
+  b.spans.clear();
   if (std::memchr(json.data(), '\0', json.size()) != nullptr) {
-    // In situ, the NUL would end the text early.
+    // In situ, the NUL would end the text early (and make a worse error message: no JSON
+    // text holds a raw NUL, so this parse fails too).
     parsed = d.Parse<rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
   } else if (has_json_column_) {
     // The JSON columns' exact text is found from the key offsets of this same parse.
@@ -656,7 +639,6 @@ envkit::Status RowDecoder::append(std::string_view json, Format out) {
     };
     d.Populate(parse);
     if (!parsed.IsError()) spans_from_keys(json, b.positions, b.spans);
-    spans_done = true;
   } else {
     b.text.assign(json);
     parsed = d.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(b.text.data());
@@ -733,10 +715,6 @@ envkit::Status RowDecoder::append(std::string_view json, Format out) {
         break;
       }
       case ColumnKind::json: {
-        if (!spans_done) {
-          member_spans(json, b.spans_text, b.positions, b.spans);
-          spans_done = true;
-        }
         auto it = std::find_if(b.spans.begin(), b.spans.end(),
                                [&](const auto& p) { return p.first == col.name; });
         if (it != b.spans.end())
