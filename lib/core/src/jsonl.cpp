@@ -87,6 +87,29 @@ Result<std::optional<std::string_view>> LineReader::next() {
   }
 }
 
+Result<std::optional<std::string_view>> LineReader::next_lines() {
+  while (true) {
+    const char* from = buf_.data() + start_;
+    size_t have = end_ - start_;
+    if (eof_) {
+      if (have == 0) return std::optional<std::string_view>();
+      start_ = end_;
+      return std::optional<std::string_view>(std::string_view(from, have));
+    }
+    if (have > 0) {
+      if (const void* last = ::memrchr(from, '\n', have)) {
+        size_t n = static_cast<size_t>(static_cast<const char*>(last) - from) + 1;
+        start_ += n;
+        return std::optional<std::string_view>(std::string_view(from, n));
+      }
+      if (have > max_line_) {
+        return Error{Exit::data, name_ + ": line longer than " + std::to_string(max_line_) + " bytes"};
+      }
+    }
+    if (auto st = read_more(); !st) return st.error();
+  }
+}
+
 Status LineReader::read_more() {
   // Move the partial line to the front, then read more behind it.
   if (start_ > 0) {

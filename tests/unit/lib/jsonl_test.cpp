@@ -92,6 +92,70 @@ TEST(LineReader, LinesSpanningManyReadsFromAPipe) {
   EXPECT_EQ(got, expected);
 }
 
+// next_lines() and LineSplitter give the lines next() gives: CRLF, empty lines, a last line
+// without its newline, lines on both sides of every 16- and 64-byte boundary, lines longer
+// than 64 bytes, runs cut anywhere by the pipe's pieces.
+TEST(LineReader, RunsOfLinesSplitAsNextDoes) {
+  std::string text;
+  uint32_t seed = 7;
+  for (int i = 0; i < 20000; ++i) {
+    seed = seed * 1103515245 + 12345;
+    size_t len = (seed >> 8) % (i % 100 == 0 ? 300 : 40);
+    for (size_t j = 0; j < len; ++j) text += static_cast<char>('a' + (i + j) % 26);
+    text += (seed >> 20) % 5 == 0 ? "\r\n" : "\n";
+  }
+  for (const std::string& last : {std::string(), std::string("tail"), std::string("tail\r"), std::string("\n\n")}) {
+    const std::string input = text + last;
+    auto by_next = LineReader::open(write_temp("next.txt", input));
+    ASSERT_TRUE(by_next.ok());
+    const std::vector<std::string> expected = read_all_lines(*by_next);
+
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    std::thread writer([&] {
+      size_t off = 0;
+      for (int piece = 0; off < input.size(); ++piece) {
+        size_t n = std::min<size_t>(piece % 3 == 0 ? 1 : 4093 * (piece % 7 + 1), input.size() - off);
+        ASSERT_EQ(::write(fds[1], input.data() + off, n), static_cast<ssize_t>(n));
+        off += n;
+      }
+      ::close(fds[1]);
+    });
+    LineReader r(fds[0], true, "pipe");
+    std::vector<std::string> got;
+    for (;;) {
+      auto run = r.next_lines();
+      ASSERT_TRUE(run.ok());
+      if (!*run) break;
+      EXPECT_FALSE((*run)->empty());
+      LineSplitter split(**run);
+      for (std::string_view line; split.next(line);) got.emplace_back(line);
+    }
+    writer.join();
+    EXPECT_EQ(got, expected) << "input ending in \"" << last << "\"";
+  }
+  std::vector<std::string> one;
+  LineSplitter split("no newline at all");
+  for (std::string_view line; split.next(line);) one.emplace_back(line);
+  EXPECT_EQ(one, std::vector<std::string>{"no newline at all"});
+  LineSplitter none("");
+  std::string_view line;
+  EXPECT_FALSE(none.next(line));
+}
+
+TEST(LineReader, RunsRefuseAnOverlongLine) {
+  LineReader r(::open(write_temp("runs-long.txt", "ok\n" + std::string(5000, 'x')).c_str(), O_RDONLY), true,
+               "runs-long.txt", 1000);
+  auto first = r.next_lines();
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(*first);
+  EXPECT_EQ(**first, "ok\n");
+  auto second = r.next_lines();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, Exit::data);
+  EXPECT_NE(second.error().message.find("longer than 1000 bytes"), std::string::npos);
+}
+
 TEST(LineReader, WaitReadableNeverBlocksPastItsWaitOnAQuietPipe) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
