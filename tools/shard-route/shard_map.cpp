@@ -538,20 +538,10 @@ Result<ShardMap> ShardMap::parse(std::string_view text, const std::string& path)
       if (!nss.IsMap()) return l.error(nss, "namespaces must map each name to its strategy");
       for (const auto& kv : nss) {
         Namespace ns;
-        std::fill(std::begin(ns.first_char_shard), std::end(ns.first_char_shard), int16_t{-2});
         if (auto st = load_namespace(l, map, map.shards_, kv.first, kv.second, ns); !st) return st.error();
         if (ns.strategy == Strategy::first_letter) {
-          for (unsigned cp = 0; cp < 0x800; ++cp) {
-            char utf8[2] = {static_cast<char>(cp), 0};
-            size_t n = 1;
-            if (cp >= 0x80) {
-              utf8[0] = static_cast<char>(0xC0 | (cp >> 6));
-              utf8[1] = static_cast<char>(0x80 | (cp & 0x3F));
-              n = 2;
-            }
-            std::string why;  // asks route_in() for the folding path, not this table
-            ns.first_char_shard[cp] = static_cast<int16_t>(route_in(ns, std::string_view(utf8, n), &why));
-          }
+          ns.first_char_shard.reset(new std::atomic<int16_t>[0x10000]);
+          for (unsigned cp = 0; cp < 0x10000; ++cp) ns.first_char_shard[cp].store(-2, std::memory_order_relaxed);
         }
         map.namespaces_.push_back(std::move(ns));
       }
@@ -653,21 +643,29 @@ int route_folded(const Namespace& ns, std::string_view k, std::string* why) {
 
 }  // namespace
 
+int first_char_fill(const Namespace& ns, unsigned cp) {
+  char utf8[3];
+  size_t n = 0;
+  if (cp < 0x80) {
+    utf8[n++] = static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    utf8[n++] = static_cast<char>(0xC0 | (cp >> 6));
+    utf8[n++] = static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    utf8[n++] = static_cast<char>(0xE0 | (cp >> 12));
+    utf8[n++] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    utf8[n++] = static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  std::string why;  // asks route_in() for the folding path, not the table
+  int s = route_in(ns, std::string_view(utf8, n), &why);
+  ns.first_char_shard[cp].store(static_cast<int16_t>(s), std::memory_order_relaxed);
+  return s;
+}
+
 int route_in(const Namespace& ns, std::string_view key, std::string* why) {
   if (ns.strategy == Strategy::first_letter) {
-    if (!why && !key.empty()) {
-      const auto c0 = static_cast<unsigned char>(key[0]);
-      unsigned cp = 0x800;
-      size_t n = 1;
-      if (c0 < 0x80) {
-        cp = c0;
-      } else if (c0 >= 0xC2 && c0 <= 0xDF && key.size() >= 2 && (static_cast<unsigned char>(key[1]) & 0xC0) == 0x80) {
-        cp = ((c0 & 0x1Fu) << 6) | (static_cast<unsigned char>(key[1]) & 0x3Fu);
-        n = 2;
-      }
-      if (cp < 0x800 && (key.size() == n || static_cast<unsigned char>(key[n]) < 0x80) && ns.first_char_shard[cp] != -2) {
-        return ns.first_char_shard[cp];
-      }
+    if (!why) {
+      if (int s = first_char_route(ns, key); s != -2) return s;
     }
     FirstLetter f = fold_first_letter(key);
     if (!ns.letters.empty() && f.kind != FirstLetter::Kind::empty) {

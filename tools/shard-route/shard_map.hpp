@@ -3,8 +3,10 @@
 // a function from every key to exactly one shard.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,12 +74,17 @@ struct Namespace {
   std::vector<LetterRange> letter_ranges;
   int letter_shard[26] = {};  ///< first-letter: A..Z, derived from letter_ranges
   std::map<std::string, LetterOverride> letters;  ///< by folded first character
-  /// first-letter: the shard of a key whose first character is below U+0800 (one or two
-  /// UTF-8 bytes: ASCII, Latin, Greek, Cyrillic, Hebrew, Arabic...) and is followed by an
-  /// ASCII byte or nothing, by that code point; filled once the namespace is checked (-2:
-  /// not yet). No combining mark follows such a character, so it is its own NFC and folds
-  /// alone: the table is exact.
-  int16_t first_char_shard[0x800];
+  /// first-letter: the shard of a key by its first character, for characters of the Basic
+  /// Multilingual Plane (one to three UTF-8 bytes: Latin, Greek, Cyrillic, Hebrew, Arabic,
+  /// CJK...) followed by nothing, an ASCII byte or a character of U+4000-U+9FFF (lead byte
+  /// E4-E9: CJK ideographs), indexed by code point. An entry is -2 until a key starting
+  /// with that character is first routed, then route_in() on the character alone
+  /// (first_char_fill()): threads routing at once may both fill one entry, with the same
+  /// value. What follows is then no combining mark and never the second of a canonical
+  /// composition (ASCII and those ideographs have combining class 0 and compose with
+  /// nothing before them), so the first character is its own NFC and folds alone: the table
+  /// is exact.
+  std::shared_ptr<std::atomic<int16_t>[]> first_char_shard;
   int digits_shard = -1, empty_shard = -1, other_shard = -1;
 
   std::vector<uint16_t> slot_shard;  ///< slots: 16384 entries
@@ -130,6 +137,36 @@ class ShardMap {
   std::string path_;
   std::string text_;
 };
+
+/// Fills first_char_shard[cp] (a BMP code point, not a surrogate) and returns it.
+int first_char_fill(const Namespace& ns, unsigned cp);
+
+/// First-letter namespaces: the shard of `key` by first_char_shard, or -2 when the table
+/// cannot answer (a first character past U+FFFF or not valid UTF-8, or one followed by
+/// another that may combine with it). Inline, for explain's loop; route()
+/// asks it first.
+inline int first_char_route(const Namespace& ns, std::string_view key) {
+  if (key.empty() || !ns.first_char_shard) return -2;
+  const auto* k = reinterpret_cast<const unsigned char*>(key.data());
+  unsigned cp;
+  size_t n;
+  if (k[0] < 0x80) {
+    cp = k[0];
+    n = 1;
+  } else if (k[0] >= 0xC2 && k[0] <= 0xDF && key.size() >= 2 && (k[1] & 0xC0) == 0x80) {
+    cp = ((k[0] & 0x1Fu) << 6) | (k[1] & 0x3Fu);
+    n = 2;
+  } else if ((k[0] & 0xF0) == 0xE0 && key.size() >= 3 && (k[1] & 0xC0) == 0x80 && (k[2] & 0xC0) == 0x80) {
+    cp = ((k[0] & 0x0Fu) << 12) | ((k[1] & 0x3Fu) << 6) | (k[2] & 0x3Fu);
+    if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) return -2;  // overlong, surrogate: not UTF-8
+    n = 3;
+  } else {
+    return -2;
+  }
+  if (key.size() > n && k[n] >= 0x80 && (k[n] < 0xE4 || k[n] > 0xE9)) return -2;
+  int s = ns.first_char_shard[cp].load(std::memory_order_relaxed);
+  return s != -2 ? s : first_char_fill(ns, cp);
+}
 
 /// The shard of `key` under `ns` alone (shard indexes are the map's); `why` filled if given.
 int route_in(const Namespace& ns, std::string_view key, std::string* why);

@@ -74,22 +74,51 @@ TEST(ShardRouteMap, FirstLetterRoutesEveryKindOfKey) {
   EXPECT_EQ(p.why, "first-letter: first character 'á' -> A (decomposition), in A-M (line 13)");
 }
 
-// route() takes keys whose first character is below U+0800 and followed by ASCII from a
-// table built at load time; explain() always folds. Both must agree on every such first
-// character, with a letters: entry for an ASCII letter, and when a combining mark follows
-// (NFC changes the character: the table must not be used).
+// route() takes keys whose first character is in the Basic Multilingual Plane and followed by
+// nothing, ASCII or a CJK ideograph from a table filled on first use; explain() always folds.
+// Both must agree on every such first character, with a letters: entry for an ASCII letter,
+// and when what follows may combine with it (a combining mark, a Hangul final jamo after a
+// syllable, a kana voicing mark: NFC changes the character, the table must not be used), and
+// on bytes that are not UTF-8 (overlong, surrogate, cut short).
 TEST(ShardRouteMap, FirstCharacterTableAgreesWithFolding) {
   std::string text = kProducts;
   text.replace(text.find("\"Þ\": Z}"), 8, "\"Þ\": Z, \"Q\": db4}");
   ShardMap map = must_parse(text);
   const Namespace* ns = map.find("products");
-  for (unsigned cp = 1; cp < 0x800; ++cp) {
-    std::string first(1, static_cast<char>(cp));
-    if (cp >= 0x80) first = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
-    for (std::string key : {first, first + "x1", first + "\xcc\x81" "b", first + "\xc3\xb1"}) {
-      EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "first code point " << cp;
+  auto utf8 = [](unsigned cp) {
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      s += static_cast<char>(0xE0 | (cp >> 12));
+      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return s;
+  };
+  const std::string followers[] = {"", "x1", "\xcc\x81" "b", "\xc3\xb1", "\xe4\xba\xac",  // -, x1, U+0301, ñ, 京
+                                   "\xe1\x86\xa8", "\xe3\x82\x99"};                         // U+11A8, U+3099
+  for (unsigned cp = 1; cp < 0x10000; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    // Every character below U+0800; above, every 5th and the Hangul syllables and kana whose
+    // composition with what follows the table must leave to folding.
+    if (cp >= 0x800 && cp % 5 != 0 && !(cp >= 0xAC00 && cp < 0xAC40) && !(cp >= 0x3040 && cp < 0x3100)) continue;
+    const std::string first = utf8(cp);
+    for (const auto& follow : followers) {
+      const std::string key = first + follow;
+      EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "first code point " << cp << " then " << follow;
     }
   }
+  for (std::string key : {"\xe0\x80\x81" "a", "\xed\xa0\x80" "a", "\xe4\xba", "\xe4", "\xf0\x9f\x98\x80" "a", "\xff"}) {
+    EXPECT_EQ(map.route(ns, key), map.explain(ns, key).shard) << "bytes " << key;
+  }
+  // NFC composes these: the syllable or kana the key starts with is not its first character.
+  EXPECT_EQ(first_char_route(*ns, "\xea\xb0\x80" "\xe1\x86\xa8"), -2);  // 가 + U+11A8 = 각
+  EXPECT_EQ(first_char_route(*ns, "\xe3\x81\x8b" "\xe3\x82\x99"), -2);  // か + U+3099 = が
+  EXPECT_EQ(first_char_route(*ns, "\xe6\x9d\xb1" "\xe4\xba\xac"), 4);   // 東京: db5, from the table
   EXPECT_EQ(shard_of(map, "products", "\xc3\xb1" "and\xc3\xba"), "db3");  // ñandú: letters: entry
   EXPECT_EQ(shard_of(map, "products", "N\xcc\x83" "andu"), "db3");         // NFD Ñ, through folding
   EXPECT_EQ(shard_of(map, "products", "quince"), "db4");
