@@ -37,17 +37,43 @@ struct ConnectionState {
   bool cut = false;                 ///< already shut down by the sweeper
 };
 
+}  // namespace
+
+namespace detail {
+
+/// The server as the responders of its deferred requests see it: null once it is gone.
+struct HttpServerLink {
+  std::mutex mutex;
+  HttpServer::Impl* impl = nullptr;
+};
+
 /// One request on one connection: created when its headers are in, freed when libmicrohttpd
-/// reports it completed. A worker holds a reference while the handler runs.
-struct Call {
+/// reports it completed (and no responder holds it). A worker holds a reference while the
+/// handler runs.
+struct HttpCall {
   HttpServerRequest request;
   MHD_Connection* connection = nullptr;
   ConnectionState* state = nullptr;
   bool replied_early = false;  ///< 413 or 503 queued by the network thread, no handler
-  bool dispatched = false;     ///< read whole, connection suspended, queued for a worker
+  bool dispatched = false;     ///< read whole, handed to a handler
+  bool suspended = false;      ///< connection suspended, in Impl::suspended (Impl::calls_mutex)
   bool answered = false;       ///< reply queued and connection resumed (Impl::calls_mutex)
   bool forced = false;         ///< answered 503 by stop() at its deadline (Impl::calls_mutex)
+  /// A deferred handler returned without a reply: answered by its responder, or by the
+  /// sweeper at reply_by (Impl::calls_mutex).
+  bool awaiting = false;
+  std::chrono::steady_clock::time_point reply_by;
+  /// A responder's reply that came while the network thread was still running the handler:
+  /// sent by that thread once the handler returns (Impl::calls_mutex).
+  std::optional<HttpReply> early;
+  std::shared_ptr<HttpServerLink> link;
 };
+
+}  // namespace detail
+
+namespace {
+
+using Call = detail::HttpCall;
 using CallHolder = std::shared_ptr<Call>;
 
 HttpReply make_text_reply(int status, std::string body, std::string_view type) {
@@ -115,6 +141,8 @@ HttpReply HttpReply::json(int status, std::string body) {
 
 struct HttpServer::Impl {
   HttpHandler handler;
+  HttpDeferredHandler deferred;  ///< set instead of handler for a deferred server
+  std::shared_ptr<detail::HttpServerLink> link = std::make_shared<detail::HttpServerLink>();
   HttpServerOptions options;
   std::string address;
   uint16_t port = 0;
@@ -149,11 +177,20 @@ struct HttpServer::Impl {
   bool sweeper_stop = false;
   std::thread sweeper;
 
-  ~Impl() { shutdown(std::chrono::milliseconds(5000)); }
+  ~Impl() {
+    shutdown(std::chrono::milliseconds(5000));
+    std::lock_guard lock(link->mutex);  // a responder answering now finishes first
+    link->impl = nullptr;
+  }
 
   void shutdown(std::chrono::milliseconds deadline);
   void run_worker();
-  void answer(const CallHolder& call, const HttpReply& reply);
+  void answer(Call& call, HttpReply reply);
+  void answer_locked(Call& call, const HttpReply& reply);  // under calls_mutex
+  /// Runs the deferred handler; an escaping exception becomes a 500.
+  std::optional<HttpReply> run_deferred(const CallHolder& call);
+  /// After run_deferred() gave no reply (under calls_mutex): its deadline starts now.
+  void await_locked(Call& call);
   void run_sweeper();
 
   // libmicrohttpd's callbacks (on its network threads).
@@ -175,6 +212,7 @@ MHD_Result HttpServer::Impl::on_request(void* self_ptr, MHD_Connection* connecti
 
   if (holder == nullptr) {  // the headers are in; the body, if any, is still to come
     auto call = std::make_shared<Call>();
+    call->link = self->link;
     call->connection = connection;
     call->request.method = method;
     call->request.path = url;
@@ -239,16 +277,34 @@ MHD_Result HttpServer::Impl::on_request(void* self_ptr, MHD_Connection* connecti
   }
   if (call.replied_early || call.dispatched) return MHD_YES;  // reply queued already
 
-  // Read whole: suspend the connection and hand the request to a worker.
+  // Read whole.
   call.dispatched = true;
   if (call.state != nullptr) {
     std::lock_guard lock(self->connections_mutex);
     call.state->busy = true;
   }
-  {
-    // Both under the mutex: stop() resumes what is in `suspended`, and must never find a
-    // connection there that is not suspended yet.
+  if (self->deferred && call.request.body.size() <= kInlineBodyBytes) {
+    // A deferred handler does not block: run it here, and suspend the connection only if it
+    // gave no reply. A responder that answers meanwhile leaves its reply in `early`.
+    std::optional<HttpReply> now = self->run_deferred(*holder);
     std::lock_guard lock(self->calls_mutex);
+    if (!now && call.early) now = std::move(call.early);
+    if (now) {
+      call.answered = true;
+      return queue_reply(connection, *now, self->stopping);
+    }
+    call.suspended = true;
+    self->suspended.insert(&call);
+    MHD_suspend_connection(connection);
+    self->await_locked(call);
+    return MHD_YES;
+  }
+  {
+    // Suspend the connection and hand the request to a worker. Both under the mutex: stop()
+    // resumes what is in `suspended`, and must never find a connection there that is not
+    // suspended yet.
+    std::lock_guard lock(self->calls_mutex);
+    call.suspended = true;
     self->suspended.insert(&call);
     MHD_suspend_connection(connection);
   }
@@ -323,6 +379,16 @@ void HttpServer::Impl::run_worker() {
       std::lock_guard lock(calls_mutex);
       if (call->answered) continue;  // stop() gave up on it while it waited
     }
+    if (deferred) {
+      std::optional<HttpReply> now = run_deferred(call);
+      if (now) {
+        answer(*call, std::move(*now));
+      } else {
+        std::lock_guard lock(calls_mutex);
+        if (!call->answered) await_locked(*call);
+      }
+      continue;
+    }
     HttpReply reply;
     try {
       reply = handler(call->request);
@@ -335,20 +401,52 @@ void HttpServer::Impl::run_worker() {
                 call->request.path);
       reply = HttpReply::text(500, "internal error\n");
     }
-    answer(call, reply);
+    answer(*call, std::move(reply));
   }
 }
 
-void HttpServer::Impl::answer(const CallHolder& call, const HttpReply& reply) {
-  std::lock_guard lock(calls_mutex);
-  if (call->answered) return;  // stop() answered it at its deadline: this reply is dropped
-  call->answered = true;
-  suspended.erase(call.get());
-  // A suspended connection may be given its reply from any thread; it is sent on resume.
-  if (queue_reply(call->connection, reply, stopping) != MHD_YES) {
-    log_warning("http server: could not queue the reply to " + call->request.peer);
+std::optional<HttpReply> HttpServer::Impl::run_deferred(const CallHolder& call) {
+  try {
+    return deferred(call->request, HttpResponder(call));
+  } catch (const std::exception& e) {
+    log_error("http server: handler failed on " + call->request.method + " " + call->request.path + ": " +
+              e.what());
+  } catch (...) {
+    log_error("http server: handler failed on " + call->request.method + " " + call->request.path);
   }
-  MHD_resume_connection(call->connection);
+  return HttpReply::text(500, "internal error\n");
+}
+
+void HttpServer::Impl::await_locked(Call& call) {
+  call.awaiting = true;
+  call.reply_by = Clock::now() + options.reply_within;
+}
+
+void HttpServer::Impl::answer(Call& call, HttpReply reply) {
+  std::lock_guard lock(calls_mutex);
+  if (call.answered) return;  // stop() or the sweeper answered it: this reply is dropped
+  if (!call.suspended) {
+    // Its deferred handler still runs on the network thread, which sends this when it returns.
+    if (!call.early) call.early = std::move(reply);
+    return;
+  }
+  answer_locked(call, reply);
+}
+
+void HttpServer::Impl::answer_locked(Call& call, const HttpReply& reply) {
+  call.answered = true;
+  suspended.erase(&call);
+  // A suspended connection may be given its reply from any thread; it is sent on resume.
+  if (queue_reply(call.connection, reply, stopping) != MHD_YES) {
+    log_warning("http server: could not queue the reply to " + call.request.peer);
+  }
+  MHD_resume_connection(call.connection);
+}
+
+void HttpResponder::reply(const HttpReply& reply) const {
+  if (!call_) return;
+  std::lock_guard lock(call_->link->mutex);
+  if (call_->link->impl != nullptr) call_->link->impl->answer(*call_, reply);
 }
 
 void HttpServer::Impl::run_sweeper() {
@@ -357,6 +455,25 @@ void HttpServer::Impl::run_sweeper() {
   while (!sweeper_stop) {
     sweeper_cv.wait_for(lock, period, [&] { return sweeper_stop; });
     auto now = Clock::now();
+    if (deferred) {
+      // Deferred requests past reply_within: answered here, their responders' replies dropped.
+      lock.unlock();
+      {
+        std::lock_guard calls_lock(calls_mutex);
+        std::vector<Call*> late;
+        for (Call* call : suspended) {
+          if (call->awaiting && now >= call->reply_by) late.push_back(call);
+        }
+        for (Call* call : late) {
+          HttpReply reply = HttpReply::text(503, "no answer within " + std::to_string(options.reply_within.count()) +
+                                                     " ms; try again\n");
+          reply.headers.emplace_back("Retry-After", "1");
+          answer_locked(*call, reply);
+        }
+      }
+      lock.lock();
+      if (sweeper_stop) break;
+    }
     for (ConnectionState* state : connections) {
       if (state->busy || state->cut || state->fd < 0) continue;
       if (now - state->waiting_since < options.read_timeout) continue;
@@ -443,6 +560,17 @@ void HttpServer::stop(std::chrono::milliseconds deadline) {
 Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, HttpHandler handler,
                                      HttpServerOptions options) {
   if (!handler) return fail(Failure::internal, "http server: no handler");
+  return start_impl(host, port, std::move(handler), nullptr, std::move(options));
+}
+
+Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, HttpDeferredHandler handler,
+                                     HttpServerOptions options) {
+  if (!handler) return fail(Failure::internal, "http server: no handler");
+  return start_impl(host, port, nullptr, std::move(handler), std::move(options));
+}
+
+Result<HttpServer> HttpServer::start_impl(const std::string& host, uint16_t port, HttpHandler handler,
+                                          HttpDeferredHandler deferred, HttpServerOptions options) {
   if (options.workers == 0) options.workers = 1;
   if (options.io_threads == 0) options.io_threads = 1;
   if (options.max_connections == 0) options.max_connections = 1;
@@ -453,6 +581,8 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
 
   auto impl = std::make_unique<Impl>();
   impl->handler = std::move(handler);
+  impl->deferred = std::move(deferred);
+  impl->link->impl = impl.get();
   impl->options = options;
   impl->address = listener->address();
   impl->port = listener->port();
@@ -505,11 +635,24 @@ Result<HttpServer> HttpServer::start(const std::string& host, uint16_t port, Htt
 
 Result<HttpServer> HttpServer::start(const Url& url, HttpHandler handler,
                                      HttpServerOptions options) {
+  if (!handler) return fail(Failure::internal, "http server: no handler");
+  return start_impl(url, std::move(handler), nullptr, std::move(options));
+}
+
+Result<HttpServer> HttpServer::start(const Url& url, HttpDeferredHandler handler,
+                                     HttpServerOptions options) {
+  if (!handler) return fail(Failure::internal, "http server: no handler");
+  return start_impl(url, nullptr, std::move(handler), std::move(options));
+}
+
+Result<HttpServer> HttpServer::start_impl(const Url& url, HttpHandler handler, HttpDeferredHandler deferred,
+                                          HttpServerOptions options) {
   if (url.scheme != "http" || url.hosts.size() != 1) {
     return fail(Failure::usage, "http server: cannot listen on '" + url.redacted() +
                                   "': expected http://HOST:PORT");
   }
-  return start(url.hosts[0].host, url.port_or_default(), std::move(handler), std::move(options));
+  return start_impl(url.hosts[0].host, url.port_or_default(), std::move(handler), std::move(deferred),
+                    std::move(options));
 }
 
 }  // namespace envkit

@@ -127,7 +127,9 @@ class RawClient {
   std::string buffer_;
 };
 
-HttpServer start_server(HttpHandler handler, HttpServerOptions options = {}) {
+// A server on 127.0.0.1, any port; Handler is HttpHandler or HttpDeferredHandler.
+template <class Handler = HttpHandler>
+HttpServer start_server(Handler handler, HttpServerOptions options = {}) {
   auto server = HttpServer::start("127.0.0.1", 0, std::move(handler), options);
   if (!server) {
     ADD_FAILURE() << server.error().message;
@@ -458,6 +460,130 @@ TEST(HttpServer, AHandlerThatThrowsIsA500) {
   auto got = http.perform({.method = "GET", .url = url(server, "/"), .headers = {}, .body = {}, .timeout = {}});
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_EQ(got->status, 500);
+}
+
+// Deferred handlers: the request is answered by whoever holds its responder, from any thread.
+// Responders are kept here, as HTTP ingest keeps them with its records.
+class Responders {
+ public:
+  void keep(std::string path, HttpResponder r) {
+    {
+      std::lock_guard lock(mutex_);
+      kept_.emplace_back(std::move(path), std::move(r));
+    }
+    cv_.notify_all();
+  }
+  // The responder kept for `path`, waiting for it at most 5 s.
+  std::optional<HttpResponder> take(const std::string& path) {
+    std::unique_lock lock(mutex_);
+    std::optional<HttpResponder> found;
+    cv_.wait_for(lock, milliseconds(5000), [&] {
+      for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+        if (it->first == path) {
+          found = std::move(it->second);
+          kept_.erase(it);
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, HttpResponder>> kept_;
+};
+
+HttpServer start_deferred(HttpDeferredHandler handler, HttpServerOptions options = {}) {
+  return start_server<HttpDeferredHandler>(std::move(handler), options);
+}
+
+TEST(HttpServer, ADeferredRequestIsAnsweredByItsResponderFromAnotherThread) {
+  Responders kept;
+  HttpServer server = start_deferred([&](const HttpServerRequest& r, HttpResponder responder) -> std::optional<HttpReply> {
+    if (r.path == "/refused") return HttpReply::text(400, "refused now\n");
+    if (r.path == "/during") {
+      // Answered before the handler returns, as when the work finishes at once.
+      std::thread([&] { responder.reply(HttpReply::text(201, "during " + r.body + "\n")); }).join();
+      return std::nullopt;
+    }
+    kept.keep(r.path, std::move(responder));
+    return std::nullopt;
+  });
+  HttpClient http = client();
+  auto refused = http.perform({.method = "POST", .url = url(server, "/refused"), .headers = {}, .body = "x", .timeout = {}});
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  EXPECT_EQ(refused->status, 400);
+  auto during = http.perform({.method = "POST", .url = url(server, "/during"), .headers = {}, .body = "x", .timeout = {}});
+  ASSERT_TRUE(during.ok()) << during.error().message;
+  EXPECT_EQ(during->status, 201);
+  EXPECT_EQ(during->body, "during x\n");
+
+  // Later, from another thread; a second reply is dropped. One body small enough for the
+  // network thread, one that goes to a worker: both wait on their responder alike.
+  for (size_t size : {size_t{10}, HttpServer::kInlineBodyBytes + 1}) {
+    std::string path = "/later" + std::to_string(size);
+    auto reply = std::async(std::launch::async, [&] {
+      HttpClient c = client();
+      return c.perform({.method = "POST", .url = url(server, path), .headers = {}, .body = std::string(size, 'b'), .timeout = {}});
+    });
+    auto responder = kept.take(path);
+    ASSERT_TRUE(responder.has_value()) << path;
+    EXPECT_EQ(reply.wait_for(milliseconds(100)), std::future_status::timeout) << "answered before its responder";
+    std::thread([&] { responder->reply(HttpReply::text(202, "later\n")); }).join();
+    responder->reply(HttpReply::text(500, "twice\n"));
+    auto got = reply.get();
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(got->status, 202) << path;
+    EXPECT_EQ(got->body, "later\n");
+  }
+}
+
+TEST(HttpServer, ADeferredRequestNotAnsweredWithinReplyWithinIs503AndItsLateReplyDropped) {
+  Responders kept;
+  HttpServerOptions options;
+  options.reply_within = milliseconds(300);
+  HttpServer server = start_deferred([&](const HttpServerRequest& r, HttpResponder responder) -> std::optional<HttpReply> {
+    kept.keep(r.path, std::move(responder));
+    return std::nullopt;
+  }, options);
+  HttpClient http = client();
+  auto started = Clock::now();
+  auto got = http.perform({.method = "GET", .url = url(server, "/slow"), .headers = {}, .body = {}, .timeout = {}});
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_GE(Clock::now() - started, milliseconds(300));
+  EXPECT_EQ(got->status, 503);
+  EXPECT_EQ(got->header("Retry-After").value_or(""), "1");
+  EXPECT_EQ(got->body, "no answer within 300 ms; try again\n");
+  auto responder = kept.take("/slow");
+  ASSERT_TRUE(responder.has_value());
+  responder->reply(HttpReply::text(202, "too late\n"));  // dropped, no harm
+  // The connection still serves the next request.
+  auto next = http.perform({.method = "GET", .url = url(server, "/next"), .headers = {}, .body = {}, .timeout = {}});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->status, 503);
+}
+
+TEST(HttpServer, StopAnswersAWaitingDeferredRequestAndItsResponderOutlivesTheServer) {
+  Responders kept;
+  std::optional<HttpResponder> held;
+  {
+    HttpServer server = start_deferred([&](const HttpServerRequest& r, HttpResponder responder) -> std::optional<HttpReply> {
+      kept.keep(r.path, std::move(responder));
+      return std::nullopt;
+    });
+    RawClient in_flight = RawClient::connect(server.port());
+    ASSERT_TRUE(in_flight.send("GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n"));
+    held = kept.take("/waiting");
+    ASSERT_TRUE(held.has_value());
+    std::jthread stopper([&] { server.stop(milliseconds(200)); });
+    auto answered = in_flight.read();
+    ASSERT_TRUE(answered.ok()) << answered.error().message;
+    EXPECT_EQ(answered->status, 503);
+  }
+  held->reply(HttpReply::text(202, "the server is gone\n"));  // a no-op, not a use after free
 }
 
 }  // namespace

@@ -54,6 +54,32 @@ struct HttpReply {
 /// HttpServerOptions::workers handlers run at once; an exception escaping it becomes a 500.
 using HttpHandler = std::function<HttpReply(const HttpServerRequest&)>;
 
+namespace detail {
+struct HttpCall;
+struct HttpServerLink;
+}  // namespace detail
+
+/// A request to be answered later, by whoever finishes the work a deferred handler started.
+/// Copyable; reply() may be called from any thread, at any time. The first reply is sent;
+/// later ones are dropped, as is a reply after the server answered the request itself (at
+/// HttpServerOptions::reply_within, or at stop()) or after the server is gone.
+class HttpResponder {
+ public:
+  void reply(const HttpReply& reply) const;
+
+ private:
+  friend class HttpServer;
+  explicit HttpResponder(std::shared_ptr<detail::HttpCall> call) : call_(std::move(call)) {}
+  std::shared_ptr<detail::HttpCall> call_;
+};
+
+/// Starts the work a request asks for and returns without waiting for it: a reply to send
+/// now (a refusal, say), or std::nullopt after handing `responder` to whoever will answer.
+/// It must not block: a request whose body is at most kInlineBodyBytes runs it on the network
+/// thread that read it (no hand-over to a worker), a larger one on a worker. An exception
+/// escaping it becomes a 500. What HTTP ingest uses: the sinks answer, no thread waits.
+using HttpDeferredHandler = std::function<std::optional<HttpReply>(const HttpServerRequest&, HttpResponder)>;
+
 /// Limits. Every one bounds what a client can make the server hold or wait for.
 struct HttpServerOptions {
   /// Handler threads: how many requests are answered at once. A request whose body is read
@@ -82,6 +108,10 @@ struct HttpServerOptions {
   /// this is the shorter of the two). Checked about every 100 ms. Time in a handler does
   /// not count.
   std::chrono::milliseconds read_timeout{60000};
+  /// Deferred handlers: a request its responder has not answered this long after the
+  /// handler returned is answered 503 with Retry-After ("no answer within N ms") by the
+  /// server. Checked about every 100 ms.
+  std::chrono::milliseconds reply_within{30000};
 };
 
 /// An HTTP/1.1 server. Move-only; the destructor calls stop() with its default deadline.
@@ -93,9 +123,13 @@ struct HttpServerOptions {
 /// connection and resumes it. So a handler that blocks holds one worker and its own
 /// connection, nothing else: other connections keep being read, and are answered while a
 /// worker is free. A slow client holds only its connection (bounded by max_connections,
-/// idle_timeout and read_timeout), never a worker.
+/// idle_timeout and read_timeout), never a worker. A deferred handler
+/// (HttpDeferredHandler) holds no thread at all while its request waits for an answer.
 class HttpServer {
  public:
+  /// Deferred handlers run on the network thread for bodies up to this size.
+  static constexpr size_t kInlineBodyBytes = 64 * 1024;
+
   /// Starts serving on `host`:`port` (port 0: the kernel picks; see port()). Errors name the
   /// address, as Listener::bind's do (a port in use is address_in_use: Exit::unavailable);
   /// Exit::software when libmicrohttpd will not start.
@@ -104,6 +138,11 @@ class HttpServer {
   /// The same from a URL: http://HOST:PORT (path and query ignored; the port defaults to 80;
   /// http://[::1]:8080 for IPv6). Exit::usage for any other scheme.
   static Result<HttpServer> start(const Url& url, HttpHandler handler,
+                                  HttpServerOptions options = {});
+  /// The same with a deferred handler.
+  static Result<HttpServer> start(const std::string& host, uint16_t port, HttpDeferredHandler handler,
+                                  HttpServerOptions options = {});
+  static Result<HttpServer> start(const Url& url, HttpDeferredHandler handler,
                                   HttpServerOptions options = {});
 
   HttpServer(HttpServer&&) noexcept;
@@ -119,13 +158,20 @@ class HttpServer {
   /// requests already being read or answered may finish until `deadline` (their replies
   /// carry "Connection: close"); a new request on a kept-alive connection meanwhile is
   /// answered 503 with Retry-After and the connection closed. At the deadline, a client
-  /// whose handler is still running is answered 503 (given up to a second more for it to be
+  /// whose handler is still running, or whose deferred request is not answered yet, is
+  /// answered 503 (given up to a second more for it to be
   /// sent) and every connection is closed. stop() then waits for such handlers to return
   /// (their replies are dropped): a handler should bound its own waits. Idempotent.
   void stop(std::chrono::milliseconds deadline = std::chrono::milliseconds(5000));
 
  private:
+  friend class HttpResponder;
+  friend struct detail::HttpServerLink;
   struct Impl;
+  static Result<HttpServer> start_impl(const std::string& host, uint16_t port, HttpHandler handler,
+                                       HttpDeferredHandler deferred, HttpServerOptions options);
+  static Result<HttpServer> start_impl(const Url& url, HttpHandler handler, HttpDeferredHandler deferred,
+                                       HttpServerOptions options);
   explicit HttpServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
