@@ -104,7 +104,7 @@ class AmqpSource final : public Source {
       r.deliveries = m.redelivered ? 2 : 1;
     }
     r.record.id = !m.message_id.empty() ? std::move(m.message_id)
-                                        : record_id_of_text(doc_, m.body, content_id(m.body));
+                                        : record_id_or_digest(doc_, m.body);
     r.record.json = std::move(m.body);
     batch.records.push_back(std::move(r));
   }

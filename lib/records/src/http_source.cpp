@@ -1,6 +1,7 @@
 // HTTP ingest as a source: a POSTed record (or a batch: JSON Lines, or a JSON array of
 // records) waits in its request until the pipeline settles it, and the client is answered 202
-// only once every sink holds it.
+// only once every sink holds it. The request holds no thread meanwhile: the server's deferred
+// handler queues the records, and the settle of the last one answers it.
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -15,22 +16,21 @@ namespace {
 
 using namespace std::chrono;
 
-// One POST: its records' verdicts, filled in by settle() while the handler waits. The
-// handler waits on this request's own condition variable, which settle() notifies once, when
-// the last of its records is settled: a settle wakes only the handlers it answers.
+// One POST: its records' verdicts, filled in by settle(). No thread waits for them: the
+// settle that fills in the last one answers the request through its responder (the server
+// answers 503 itself if that takes longer than answer-within).
 struct Ingest {
   std::vector<std::string> ids;
   std::vector<Verdict> verdicts;
   std::vector<std::string> reasons;
   size_t open = 0;  // records not yet settled
-  bool abandoned = false;
-  std::condition_variable settled;
+  std::optional<HttpResponder> responder;
 };
 
 class HttpIngestSource final : public Source {
  public:
-  HttpIngestSource(std::string name, std::string path, size_t max_queued, milliseconds answer_within)
-      : name_(std::move(name)), path_(std::move(path)), max_queued_(max_queued), answer_within_(answer_within) {}
+  HttpIngestSource(std::string name, std::string path, size_t max_queued)
+      : name_(std::move(name)), path_(std::move(path)), max_queued_(max_queued) {}
 
   ~HttpIngestSource() override {
     // Whatever is still queued was never handed out: its clients are told to come back.
@@ -41,13 +41,15 @@ class HttpIngestSource final : public Source {
       for (auto& q : queue_) settle_locked(q.handle, Verdict::retry, "the relay is stopping", answered);
       queue_.clear();
     }
-    for (const auto& in : answered) in->settled.notify_one();
+    answer(answered);
     if (server_) server_->stop(seconds(5));
   }
 
   void serve(HttpServer server) { server_.emplace(std::move(server)); }
 
-  HttpReply handle(const HttpServerRequest& req) {
+  // The server's deferred handler: a reply now for a request refused, else none, the
+  // records queued and the responder kept with them.
+  std::optional<HttpReply> handle(const HttpServerRequest& req, HttpResponder responder) {
     if (req.path != path_) return HttpReply::text(404, "no such endpoint: " + req.path + "; POST to " + path_ + "\n");
     if (req.method != "POST") {
       auto r = HttpReply::text(405, "POST records to " + path_ + "\n");
@@ -78,33 +80,30 @@ class HttpIngestSource final : public Source {
     if (lines.empty()) return HttpReply::text(400, "empty body: POST a JSON object, JSON Lines or a JSON array\n");
 
     // Ids are worked out before the lock: parsing is the handler's own work, not the queue's.
+    // One document for every line, its allocator on a buffer here: a report is well under
+    // 4 KiB, so working out the ids allocates nothing per line.
     auto ingest = std::make_shared<Ingest>();
     ingest->ids.reserve(lines.size());
-    for (const auto& line : lines) {
-      JsonDocument doc;
-      doc.Parse(line.data(), line.size());
-      ingest->ids.push_back(doc.HasParseError() ? content_id(line) : record_id(doc, content_id(line)));
-    }
+    char buffer[4096];
+    rapidjson::MemoryPoolAllocator<> pool(buffer, sizeof buffer);
+    JsonDocument doc(&pool);
+    for (const auto& line : lines) ingest->ids.push_back(record_id_or_digest(doc, line));
     ingest->open = lines.size();
     ingest->verdicts.assign(lines.size(), Verdict::retry);
     ingest->reasons.resize(lines.size());
-    std::unique_lock lock(mutex_);
-    if (stopping_) return busy("the relay is stopping");
-    if (queue_.size() + lines.size() > max_queued_) return busy("the relay is full");
-    for (size_t i = 0; i < lines.size(); ++i) {
-      uint64_t handle = outstanding_.add({ingest, i});
-      queue_.push_back({{ingest->ids[i], std::move(lines[i])}, handle, 1, steady_clock::now()});
+    ingest->responder = std::move(responder);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return busy("the relay is stopping");
+      if (queue_.size() + lines.size() > max_queued_) return busy("the relay is full");
+      for (size_t i = 0; i < lines.size(); ++i) {
+        uint64_t handle = outstanding_.add({ingest, i});
+        queue_.push_back({{ingest->ids[i], std::move(lines[i])}, handle, 1, steady_clock::now()});
+      }
     }
     // Notified unlocked, so the pipeline's thread does not wake only to wait for this mutex.
-    lock.unlock();
     queued_cv_.notify_one();
-    lock.lock();
-    bool answered = ingest->settled.wait_for(lock, answer_within_, [&] { return ingest->open == 0; });
-    if (!answered) {
-      ingest->abandoned = true;
-      return busy("no answer from the sinks within " + std::to_string(answer_within_.count()) + " ms");
-    }
-    return reply(*ingest);
+    return std::nullopt;
   }
 
   Result<SourceBatch> next(size_t max, milliseconds wait) override {
@@ -133,9 +132,7 @@ class HttpIngestSource final : public Source {
       std::lock_guard lock(mutex_);
       for (const auto& s : settled) settle_locked(s.handle, s.verdict, s.reason, answered);
     }
-    // Each answered request's own handler, and no other; notified unlocked, so it does not
-    // wake only to wait for the mutex. `answered` keeps each Ingest alive meanwhile.
-    for (const auto& in : answered) in->settled.notify_one();
+    answer(answered);
     return outstanding_.settled(name_);
   }
 
@@ -147,8 +144,7 @@ class HttpIngestSource final : public Source {
     size_t index = 0;
   };
 
-  // Records one verdict; a request whose last record this was, and whose handler still
-  // waits, is added to `answered` for its handler to be woken.
+  // Records one verdict; a request whose last record this was is added to `answered`.
   void settle_locked(uint64_t handle, Verdict v, const std::string& reason,
                      std::vector<std::shared_ptr<Ingest>>& answered) {
     auto place = outstanding_.take(handle);
@@ -156,7 +152,15 @@ class HttpIngestSource final : public Source {
     Ingest& in = *place->ingest;
     in.verdicts[place->index] = v;
     in.reasons[place->index] = reason;
-    if (--in.open == 0 && !in.abandoned) answered.push_back(std::move(place->ingest));
+    if (--in.open == 0) answered.push_back(std::move(place->ingest));
+  }
+
+  // Answers each request whose records are all settled; outside the mutex (the server's
+  // own locks are taken: a reply is queued on its connection).
+  static void answer(const std::vector<std::shared_ptr<Ingest>>& answered) {
+    for (const auto& in : answered) {
+      if (in->responder) in->responder->reply(reply(*in));
+    }
   }
 
   static HttpReply busy(const std::string& why) {
@@ -196,7 +200,6 @@ class HttpIngestSource final : public Source {
 
   std::string name_, path_;
   size_t max_queued_;
-  milliseconds answer_within_;
   std::mutex mutex_;
   std::condition_variable queued_cv_;  // the pipeline's thread, in next()
   std::deque<Received> queue_;
@@ -219,14 +222,17 @@ Result<std::unique_ptr<Source>> open_http_source(const Url& url, const SourceOpt
   auto max_body = int_param(url, "max-body", 8 << 20, 16, 1 << 30);
   if (!max_body) return max_body.error();
   std::string path = "/" + url.path;
-  auto source = std::make_unique<HttpIngestSource>(url.redacted(), path, static_cast<size_t>(*queued),
-                                                   milliseconds(*within));
+  auto source = std::make_unique<HttpIngestSource>(url.redacted(), path, static_cast<size_t>(*queued));
   HttpServerOptions o;
   o.workers = static_cast<size_t>(*workers);
   o.max_connections = std::max<size_t>(256, o.workers * 2);
   o.max_body_bytes = static_cast<size_t>(*max_body);
+  o.reply_within = milliseconds(*within);
   HttpIngestSource* raw = source.get();
-  auto server = HttpServer::start(url, [raw](const HttpServerRequest& r) { return raw->handle(r); }, o);
+  HttpDeferredHandler handler = [raw](const HttpServerRequest& r, HttpResponder responder) {
+    return raw->handle(r, std::move(responder));
+  };
+  auto server = HttpServer::start(url, std::move(handler), o);
   if (!server) return server.error();
   log_info(url.redacted() + ": listening on " + server->address());
   raw->serve(std::move(*server));

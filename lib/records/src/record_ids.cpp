@@ -1,6 +1,8 @@
 // Record ids for sources whose messages carry none of their own: the `id` member, or a digest.
 #include <openssl/evp.h>
 
+#include <optional>
+
 #include "records_internal.hpp"
 
 namespace envkit {
@@ -19,19 +21,37 @@ std::string content_id(std::string_view text) {
   return out;
 }
 
-std::string record_id(const JsonValue& record, std::string_view fallback) {
+namespace {
+
+// The record's own id, if it has one.
+std::optional<std::string> own_id(const JsonValue& record) {
   const JsonValue* id = find_member(record, "id");
-  if (id == nullptr || id->IsNull()) return std::string(fallback);
+  if (id == nullptr || id->IsNull()) return std::nullopt;
   if (id->IsString()) return std::string(id->GetString(), id->GetStringLength());
   return to_json(*id);
 }
 
-std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback) {
+std::optional<std::string> own_id_of_text(JsonDocument& doc, std::string_view text) {
   doc.SetNull();
   doc.GetAllocator().Clear();  // the last record's values go
   doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::string(fallback);
-  return record_id(doc, fallback);
+  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+  return own_id(doc);
+}
+
+}  // namespace
+
+std::string record_id(const JsonValue& record, std::string_view fallback) {
+  return own_id(record).value_or(std::string(fallback));
+}
+
+std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback) {
+  return own_id_of_text(doc, text).value_or(std::string(fallback));
+}
+
+std::string record_id_or_digest(JsonDocument& doc, std::string_view text) {
+  auto id = own_id_of_text(doc, text);
+  return id ? std::move(*id) : content_id(text);
 }
 
 }  // namespace envkit

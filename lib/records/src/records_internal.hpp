@@ -88,6 +88,9 @@ std::string record_id(const JsonValue& record, std::string_view fallback);
 /// record_id() of the JSON text `text`, parsed into `doc` (reused between calls, so its
 /// memory is too): `fallback` when the text is not a JSON object or has no `id`.
 std::string record_id_of_text(JsonDocument& doc, std::string_view text, std::string_view fallback);
+/// record_id_of_text() with content_id(text) as the fallback, worked out only when needed
+/// (most records carry an id: no digest for them).
+std::string record_id_or_digest(JsonDocument& doc, std::string_view text);
 
 /// Connects and starts consuming ?queue= (which must exist). Errors: as
 /// AmqpConnection::connect and ::consume (Exit::config for a missing queue).

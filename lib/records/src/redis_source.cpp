@@ -422,7 +422,7 @@ class ListSource : public Source {
   void hand_out(std::string value, uint32_t deliveries, SourceBatch& batch) {
     Received r;
     r.deliveries = deliveries;
-    r.record.id = record_id_of_text(doc_, value, content_id(value));
+    r.record.id = record_id_or_digest(doc_, value);
     r.record.json = value;
     r.handle = out_.add(Out{std::move(value), deliveries});
     batch.records.push_back(std::move(r));
