@@ -19,6 +19,10 @@
 //
 // Id: the message-id (envkit's AMQP sink sets it), else the body's `id` member, else
 // content_id() of the body, so a redelivered duplicate gets the same id.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include <envkit/amqp.hpp>
 #include <envkit/exit_status.hpp>
 #include <envkit/log.hpp>
@@ -65,8 +69,22 @@ class AmqpSource final : public Source {
     return batch;
   }
 
+  // Retries are nacked (requeued) one by one, first. Acks are coalesced: every acked tag
+  // below the lowest tag still out on this connection goes in one basic.ack with multiple
+  // set (it covers exactly the unacknowledged tags up to it, and no tag below it is out any
+  // more); the rest are acked one by one. A batch of 500 is then one ack frame, not 500:
+  // fewer writes here, far less work for the broker.
   Status settle(std::span<const Settlement> settlements) override {
     std::optional<Error> failed;
+    auto check = [&](Status st) {
+      if (!st && !failed) {
+        // The rest of the batch is from the lost connection now: taken, not sent.
+        drop();
+        failed = st.error().context("settling deliveries from " + settings_.endpoint);
+      }
+    };
+    std::vector<uint64_t> acks;
+    acks.reserve(settlements.size());
     for (const auto& s : settlements) {
       auto out = out_.take(s.handle);
       if (!out) continue;  // reported by settled() below
@@ -75,13 +93,25 @@ class AmqpSource final : public Source {
         log_debug(settings_.endpoint + ": settlement of a delivery from a lost connection");
         continue;
       }
-      Status st = s.verdict == Verdict::retry ? conn_->nack(out->tag, /*requeue=*/true)
-                                              : conn_->ack(out->tag);
-      if (!st) {
-        // The rest of the batch is from the lost connection now: taken, not sent.
-        drop();
-        failed = st.error().context("settling deliveries from " + settings_.endpoint);
+      if (s.verdict == Verdict::retry) {
+        check(conn_->nack(out->tag, /*requeue=*/true));
+      } else {
+        acks.push_back(out->tag);
       }
+    }
+    if (!acks.empty() && conn_) {
+      uint64_t lowest_out = UINT64_MAX;
+      out_.for_each([&](const Out& o) {
+        if (o.connection == connection_) lowest_out = std::min(lowest_out, o.tag);
+      });
+      std::sort(acks.begin(), acks.end());
+      auto below = std::lower_bound(acks.begin(), acks.end(), lowest_out);
+      if (below - acks.begin() > 1) {
+        check(conn_->ack(*(below - 1), /*multiple=*/true));
+      } else if (below != acks.begin()) {
+        check(conn_->ack(acks.front()));
+      }
+      for (auto it = below; it != acks.end() && conn_; ++it) check(conn_->ack(*it));
     }
     if (failed) return *failed;
     return out_.settled(settings_.endpoint);

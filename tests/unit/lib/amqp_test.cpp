@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -1131,6 +1132,44 @@ TEST(LiveSourceAmqp, RetryRequeuesTheRecordAndDeadRemovesIt) {
   EXPECT_NE(again[0].handle, got[0].handle);
   test::settle_one(*source, again[0], Verdict::ack);
   // Retried once and acked, acked, dead: nothing is left.
+  expect_drained(source, url, queue);
+}
+
+// Acks of a batch are coalesced into one basic.ack with multiple set, which acknowledges
+// every unacknowledged delivery up to its tag: it must stop below the lowest delivery still
+// out. Settled out of order (the later half first, then the first five, a retry and one past
+// a record still out), the records still out, and the retried one, come back when the
+// source goes; nothing else does.
+TEST(LiveSourceAmqp, CoalescedAcksNeverCoverARecordStillOut) {
+  std::string queue = unique_name("src-coalesce");
+  LIVE_URL_OR_SKIP(url, "queue=" + queue);
+  auto records = fill_queue(url, 20, "src-coalesce");
+  {
+    auto source = live_source("queue=" + queue + "&prefetch=100");
+    ASSERT_TRUE(source);
+    auto got = test::collect(*source, "src-coalesce", 20);
+    ASSERT_EQ(got.size(), 20u);
+    std::vector<Settlement> later_half, first_part;
+    for (size_t i = 10; i < 20; ++i) later_half.push_back({got[i].handle, Verdict::ack, ""});
+    ASSERT_TRUE(source->settle(later_half).ok());
+    for (size_t i : {0, 1, 2, 3, 4, 7}) first_part.push_back({got[i].handle, Verdict::ack, ""});
+    first_part.push_back({got[5].handle, Verdict::retry, ""});
+    ASSERT_TRUE(source->settle(first_part).ok());
+    // 6, 8 and 9 are still out when the source goes.
+  }
+  auto source = live_source("queue=" + queue + "&prefetch=100");
+  ASSERT_TRUE(source);
+  auto again = test::collect(*source, "src-coalesce", 4, std::chrono::seconds(10));
+  std::vector<std::string> ids;
+  for (const auto& r : again) ids.push_back(r.record.id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{records[5].id, records[6].id, records[8].id, records[9].id}));
+  auto more = source->next(10, milliseconds(500));
+  ASSERT_TRUE(more.ok()) << more.error().message;
+  EXPECT_TRUE(more->records.empty()) << "an acknowledged record came back";
+  std::vector<Settlement> acks;
+  for (const auto& r : again) acks.push_back({r.handle, Verdict::ack, ""});
+  ASSERT_TRUE(source->settle(acks).ok());
   expect_drained(source, url, queue);
 }
 
