@@ -56,7 +56,6 @@ struct HttpCall {
   ConnectionState* state = nullptr;
   bool replied_early = false;  ///< 413 or 503 queued by the network thread, no handler
   bool dispatched = false;     ///< read whole, handed to a handler
-  bool suspended = false;      ///< connection suspended, in Impl::suspended (Impl::calls_mutex)
   bool answered = false;       ///< reply queued and connection resumed (Impl::calls_mutex)
   bool forced = false;         ///< answered 503 by stop() at its deadline (Impl::calls_mutex)
   /// A deferred handler returned without a reply: answered by its responder, or by the
@@ -105,6 +104,20 @@ MHD_Result queue_reply(MHD_Connection* connection, const HttpReply& reply, bool 
   MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned>(reply.status), response);
   MHD_destroy_response(response);  // reference counted: the connection keeps its own
   return queued;
+}
+
+/// Runs a handler; an exception escaping it is logged and answered 500.
+template <class F>
+std::optional<HttpReply> guarded(const detail::HttpCall& call, F run) {
+  auto what = [&] { return "http server: handler failed on " + call.request.method + " " + call.request.path; };
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    log_error(what() + ": " + e.what());
+  } catch (...) {
+    log_error(what());
+  }
+  return HttpReply::text(500, "internal error\n");
 }
 
 MHD_Result collect_pair(void* into, MHD_ValueKind, const char* key, const char* value) {
@@ -293,7 +306,6 @@ MHD_Result HttpServer::Impl::on_request(void* self_ptr, MHD_Connection* connecti
       call.answered = true;
       return queue_reply(connection, *now, self->stopping);
     }
-    call.suspended = true;
     self->suspended.insert(&call);
     MHD_suspend_connection(connection);
     self->await_locked(call);
@@ -304,7 +316,6 @@ MHD_Result HttpServer::Impl::on_request(void* self_ptr, MHD_Connection* connecti
     // resumes what is in `suspended`, and must never find a connection there that is not
     // suspended yet.
     std::lock_guard lock(self->calls_mutex);
-    call.suspended = true;
     self->suspended.insert(&call);
     MHD_suspend_connection(connection);
   }
@@ -389,32 +400,13 @@ void HttpServer::Impl::run_worker() {
       }
       continue;
     }
-    HttpReply reply;
-    try {
-      reply = handler(call->request);
-    } catch (const std::exception& e) {
-      log_error("http server: handler failed on " + call->request.method + " " +
-                call->request.path + ": " + e.what());
-      reply = HttpReply::text(500, "internal error\n");
-    } catch (...) {
-      log_error("http server: handler failed on " + call->request.method + " " +
-                call->request.path);
-      reply = HttpReply::text(500, "internal error\n");
-    }
+    HttpReply reply = *guarded(*call, [&] { return std::optional<HttpReply>(handler(call->request)); });
     answer(*call, std::move(reply));
   }
 }
 
 std::optional<HttpReply> HttpServer::Impl::run_deferred(const CallHolder& call) {
-  try {
-    return deferred(call->request, HttpResponder(call));
-  } catch (const std::exception& e) {
-    log_error("http server: handler failed on " + call->request.method + " " + call->request.path + ": " +
-              e.what());
-  } catch (...) {
-    log_error("http server: handler failed on " + call->request.method + " " + call->request.path);
-  }
-  return HttpReply::text(500, "internal error\n");
+  return guarded(*call, [&] { return deferred(call->request, HttpResponder(call)); });
 }
 
 void HttpServer::Impl::await_locked(Call& call) {
@@ -425,8 +417,9 @@ void HttpServer::Impl::await_locked(Call& call) {
 void HttpServer::Impl::answer(Call& call, HttpReply reply) {
   std::lock_guard lock(calls_mutex);
   if (call.answered) return;  // stop() or the sweeper answered it: this reply is dropped
-  if (!call.suspended) {
-    // Its deferred handler still runs on the network thread, which sends this when it returns.
+  if (suspended.count(&call) == 0) {
+    // Not suspended yet: its deferred handler still runs on the network thread, which sends
+    // this when it returns.
     if (!call.early) call.early = std::move(reply);
     return;
   }
