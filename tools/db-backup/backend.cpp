@@ -240,13 +240,15 @@ struct DataFileReader::Impl {
   EvpPtr sha = new_sha256();
   uint64_t stored = 0, rows = 0;
   std::string raw;   // bytes read from the file, not yet decompressed
-  std::string buf;   // decompressed text
-  size_t start = 0;  // first unread byte of buf
-  bool file_eof = false, stream_end = false, checked = false, check = true;
+  // The text, decompressed: buf[start, end). buf's size is its room, zeroed once as it grows
+  // (a string's resize would zero every read's room again).
+  std::string buf;
+  size_t start = 0, end = 0;
+  bool file_eof = false, stream_end = false, checked = false;
+  FileCheck check = FileCheck::all;
   z_stream z{};
   bool z_open = false;
   std::unique_ptr<ZSTD_DCtx, ZstdDFree> zd;
-  std::string line;
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
@@ -255,28 +257,35 @@ struct DataFileReader::Impl {
 
   Error corrupt(const std::string& why) const { return Error{Exit::data, entry.name + ": " + why}; }
 
+  char* room(size_t n) {
+    if (buf.size() - end < n) buf.resize(std::max(end + n, 2 * buf.size()));
+    return buf.data() + end;
+  }
+  void put(const char* data, size_t n) {
+    std::memcpy(room(n), data, n);
+    end += n;
+  }
+
   // Reads more of the file and decompresses it onto buf. False when nothing more comes.
   Result<bool> fill() {
     if (file_eof && raw.empty()) return false;
     if (!file_eof) {
+      // Uncompressed text is read straight onto buf; compressed bytes onto raw.
       char tmp[kIoChunk];
+      char* to = compression == Compression::none ? room(kIoChunk) : tmp;
       ssize_t n;
-      do n = ::read(fd, tmp, sizeof tmp);
+      do n = ::read(fd, to, kIoChunk);
       while (n < 0 && errno == EINTR);
       if (n < 0) return io_error(path);
       if (n == 0) {
         file_eof = true;
       } else {
-        EVP_DigestUpdate(sha.get(), tmp, static_cast<size_t>(n));
+        if (check == FileCheck::all) EVP_DigestUpdate(sha.get(), to, static_cast<size_t>(n));
         stored += static_cast<uint64_t>(n);
-        raw.append(tmp, static_cast<size_t>(n));
+        if (compression == Compression::none) end += static_cast<size_t>(n);
+        else raw.append(tmp, static_cast<size_t>(n));
       }
-    }
-    if (compression == Compression::none) {
-      buf.append(raw);
-      bool got = !raw.empty();
-      raw.clear();
-      return got || !file_eof;
+      if (compression == Compression::none) return n > 0;
     }
     if (stream_end) {
       if (!raw.empty()) return corrupt("data after the end of the compressed stream");
@@ -294,7 +303,7 @@ struct DataFileReader::Impl {
           stream_end = true;
         else if (rc != Z_OK && rc != Z_BUF_ERROR)
           return corrupt("gzip: corrupt data");
-        buf.append(out.data(), out.size() - z.avail_out);
+        put(out.data(), out.size() - z.avail_out);
         if (rc == Z_BUF_ERROR) break;
       }
       raw.erase(0, raw.size() - z.avail_in);
@@ -304,7 +313,7 @@ struct DataFileReader::Impl {
         ZSTD_outBuffer ob{out.data(), out.size(), 0};
         size_t rc = ZSTD_decompressStream(zd.get(), &ob, &ib);
         if (ZSTD_isError(rc)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
-        buf.append(out.data(), ob.pos);
+        put(out.data(), ob.pos);
         if (rc == 0) stream_end = true;
       }
       raw.erase(0, ib.pos);
@@ -314,16 +323,18 @@ struct DataFileReader::Impl {
   }
 
   Status final_checks() {
-    if (!check) return {};
+    if (check == FileCheck::none) return {};
     if (compression != Compression::none && !stream_end)
       return corrupt("compressed stream is truncated");
-    std::string got = finish_hex(sha.get());
     if (stored != entry.bytes) {
       return corrupt("size is " + std::to_string(stored) + " bytes, manifest says " +
                      std::to_string(entry.bytes));
     }
-    if (got != entry.sha256)
-      return corrupt("SHA-256 mismatch (file " + got + ", manifest " + entry.sha256 + ")");
+    if (check == FileCheck::all) {
+      std::string got = finish_hex(sha.get());
+      if (got != entry.sha256)
+        return corrupt("SHA-256 mismatch (file " + got + ", manifest " + entry.sha256 + ")");
+    }
     if (rows != entry.rows) {
       return corrupt(std::to_string(rows) + " records, manifest says " +
                      std::to_string(entry.rows));
@@ -349,7 +360,7 @@ Status BackupReader::for_each_record(
 }
 
 Result<DataFileReader> DataFileReader::open(const std::string& dir, const FileEntry& entry,
-                                            bool check) {
+                                            FileCheck check) {
   auto impl = std::make_unique<Impl>();
   impl->check = check;
   impl->path = dir + "/" + entry.name;
@@ -388,22 +399,23 @@ Result<std::optional<std::string_view>> DataFileReader::next() {
   auto& s = *impl_;
   if (s.checked) return std::optional<std::string_view>{};
   for (;;) {
-    size_t nl = s.buf.find('\n', s.start);
-    if (nl != std::string::npos) {
-      s.line.assign(s.buf, s.start, nl - s.start);
-      s.start = nl + 1;
+    const char* from = s.buf.data() + s.start;
+    if (const void* nl = std::memchr(from, '\n', s.end - s.start)) {  // buf stays until the next call
+      std::string_view line(from, static_cast<size_t>(static_cast<const char*>(nl) - from));
+      s.start += line.size() + 1;
       s.rows++;
-      return std::optional<std::string_view>(s.line);
+      return std::optional<std::string_view>(line);
     }
     if (s.start > 0) {
-      s.buf.erase(0, s.start);
+      std::memmove(s.buf.data(), from, s.end - s.start);
+      s.end -= s.start;
       s.start = 0;
     }
-    if (s.buf.size() > (size_t{256} << 20)) return s.corrupt("a record longer than 256 MiB");
+    if (s.end > (size_t{256} << 20)) return s.corrupt("a record longer than 256 MiB");
     auto more = s.fill();
     if (!more) return more.error();
     if (!*more) {
-      if (!s.buf.empty()) return s.corrupt("last record has no newline (truncated file)");
+      if (s.end > 0) return s.corrupt("last record has no newline (truncated file)");
       s.checked = true;
       if (auto st = s.final_checks(); !st) return st.error();
       return std::optional<std::string_view>{};

@@ -145,14 +145,21 @@ class DataFileWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+/// What a DataFileReader checks against the manifest when it reaches the end of a file.
+enum class FileCheck {
+  all,     ///< SHA-256, size and record count
+  counts,  ///< size and record count: restore, whose files were all verified just before
+  none,    ///< nothing: restore --force reads what is there
+};
+
 /// Reads one data file back: decompresses, splits lines, and at the end checks that the
 /// stored bytes match the FileEntry's SHA-256, size and row count (Exit::data naming the file
 /// when not). Memory stays bounded by the longest line.
 class DataFileReader {
  public:
   /// `entry` is the manifest's record of the file (its checks are done at the end).
-  /// With `check` false (restore --force) the end-of-file checks are skipped.
-  static Result<DataFileReader> open(const std::string& dir, const FileEntry& entry, bool check = true);
+  static Result<DataFileReader> open(const std::string& dir, const FileEntry& entry,
+                                     FileCheck check = FileCheck::all);
   DataFileReader(DataFileReader&&) noexcept;
   DataFileReader& operator=(DataFileReader&&) = delete;
   ~DataFileReader();
@@ -253,7 +260,7 @@ class BackupReader {
       : dir_(std::move(dir)), manifest_(std::move(manifest)) {}
   const std::string& dir() const { return dir_; }
   const Manifest& manifest() const { return manifest_; }
-  /// Opens one data file; its checksum, size and rows are checked as it reaches the end.
+  /// Opens one data file; it is checked (`check_files`) as it reaches the end.
   Result<DataFileReader> open(const FileEntry& file) const { return DataFileReader::open(dir_, file, check_files); }
   /// Hands every record of `object`, file after file, to `each` with its file and line
   /// number; each file is checked as it ends. Stops at the first error, a file's or `each`'s.
@@ -261,7 +268,7 @@ class BackupReader {
       const ObjectEntry& object,
       const std::function<Status(std::string_view record, const FileEntry& file, uint64_t line)>& each) const;
   Progress* progress = nullptr;  ///< may be null
-  bool check_files = true;       ///< false under restore --force: read what is there
+  FileCheck check_files = FileCheck::all;
 
  private:
   std::string dir_;

@@ -34,9 +34,9 @@ class TempDir {
 };
 
 std::vector<std::string> read_all(const std::string& dir, const FileEntry& f,
-                                  Error* error = nullptr) {
+                                  Error* error = nullptr, FileCheck check = FileCheck::all) {
   std::vector<std::string> out;
-  auto r = DataFileReader::open(dir, f);
+  auto r = DataFileReader::open(dir, f, check);
   if (!r) {
     if (error) *error = r.error();
     return out;
@@ -123,6 +123,43 @@ TEST(DataFileReader, WrongRowCountOrMissingFileIsData) {
   error = {};
   read_all(dir.path(), escape, &error);
   EXPECT_EQ(error.code, Exit::data);
+}
+
+TEST(DataFileReader, EachCheckLevelCatchesWhatItSays) {
+  TempDir dir;
+  auto w = DataFileWriter::create(dir.path(), "a.00000.jsonl", Compression::none);
+  ASSERT_TRUE(w.ok());
+  // Records around and across the reader's 256 KiB reads, one longer than two of them.
+  std::vector<std::string> records;
+  for (int i = 0; i < 3000; ++i) records.push_back(R"({"id":)" + std::to_string(i) + R"(,"pad":")" + std::string(i % 300, 'x') + "\"}");
+  records.push_back(R"({"long":")" + std::string(600 << 10, 'y') + "\"}");
+  records.push_back("{}");
+  for (const auto& r : records) ASSERT_TRUE(w->write_record(r).ok());
+  auto entry = w->finish();
+  ASSERT_TRUE(entry.ok());
+  auto message = [&](const FileEntry& e, FileCheck check) {
+    Error error;
+    auto got = read_all(dir.path(), e, &error, check);
+    if (error.message.empty()) {
+      EXPECT_EQ(got, records);
+    }
+    return error.message;
+  };
+  for (FileCheck check : {FileCheck::all, FileCheck::counts, FileCheck::none})
+    EXPECT_EQ(message(*entry, check), "");
+  FileEntry digest = *entry;
+  digest.sha256[0] = digest.sha256[0] == '0' ? '1' : '0';
+  EXPECT_NE(message(digest, FileCheck::all).find("SHA-256 mismatch"), std::string::npos);
+  EXPECT_EQ(message(digest, FileCheck::counts), "");
+  FileEntry size = *entry;
+  size.bytes += 1;
+  EXPECT_NE(message(size, FileCheck::all).find("size is"), std::string::npos);
+  EXPECT_NE(message(size, FileCheck::counts).find("size is"), std::string::npos);
+  EXPECT_EQ(message(size, FileCheck::none), "");
+  FileEntry rows = *entry;
+  rows.rows -= 1;
+  EXPECT_NE(message(rows, FileCheck::counts).find("manifest says"), std::string::npos);
+  EXPECT_EQ(message(rows, FileCheck::none), "");
 }
 
 TEST(DataFileWriter, UnfinishedFileLeavesNothing) {
