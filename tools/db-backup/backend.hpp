@@ -249,7 +249,7 @@ class BackupWriter {
 struct RestoreOptions {
   bool replace = false;       ///< --replace: drop/overwrite existing objects; else they must not exist
   size_t threads = 1;         ///< parallel connections
-  size_t batch_rows = 1000;   ///< rows per multi-row INSERT / insertMany / pipeline
+  size_t batch_rows = 5000;   ///< rows per multi-row INSERT / insertMany / pipeline
   std::vector<std::string> include;  ///< restore only these objects (empty: all)
 };
 

@@ -32,7 +32,7 @@ struct Config {
   // restore
   bool replace = false;
   bool force = false;
-  size_t batch_rows = 1000;
+  size_t batch_rows = 5000;
   // verify
   std::string against;
   // reporting

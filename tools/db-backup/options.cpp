@@ -144,7 +144,7 @@ envkit::Result<envkit::ParseOutcome> parse_options(int argc, const char* const* 
       ("dry-run", bool_switch(&c.dry_run), "prune: say what would be removed, remove nothing")
       ("replace", bool_switch(&c.replace), "restore: drop and recreate tables that already exist")
       ("force", bool_switch(&c.force), "restore: restore even a backup that fails verification")
-      ("batch-rows", value(&c.batch_rows)->value_name("N"), "restore: rows per statement (default 1000)")
+      ("batch-rows", value(&c.batch_rows)->value_name("N"), "restore: rows per statement (default 5000)")
       ("against", value(&c.against)->value_name("URL"), "verify: also compare with the live database, row by row")
       ("metrics-file", value(&c.metrics_file)->value_name("FILE"),
        "write Prometheus text-file metrics (last success time, size) after each backup")
