@@ -215,15 +215,23 @@ Status DataFileWriter::write_lines(std::string_view lines, uint64_t rows) {
   return impl_->feed(lines, false);
 }
 
-Result<FileEntry> DataFileWriter::finish() {
+Result<FileEntry> DataFileWriter::seal() {
   if (auto st = impl_->pump(true); !st) return st.error();
-  if (auto st = impl_->file.commit(); !st) return st.error();
   FileEntry e;
   e.name = impl_->name;
   e.sha256 = finish_hex(impl_->sha.get());
   e.bytes = impl_->stored;
   e.rows = impl_->rows;
   return e;
+}
+
+Status DataFileWriter::commit() { return impl_->file.commit(); }
+
+Result<FileEntry> DataFileWriter::finish() {
+  auto entry = seal();
+  if (!entry) return entry;
+  if (auto st = commit(); !st) return st.error();
+  return entry;
 }
 
 uint64_t DataFileWriter::rows() const { return impl_->rows; }
@@ -662,7 +670,47 @@ void BackupWriter::add_object(ObjectEntry entry) {
   manifest_.objects.push_back(std::move(entry));
 }
 
-void BackupWriter::finish_objects() {
+Status BackupWriter::add_chunk(const std::string& object, size_t chunk, DataFileWriter file) {
+  auto entry = file.seal();
+  if (!entry) return entry.error();
+  std::future<Status> oldest;
+  {
+    std::lock_guard lock(mu_);
+    if (commits_.size() >= std::max<size_t>(options_.threads, 1)) {
+      oldest = std::move(commits_.front());
+      commits_.pop_front();
+    }
+  }
+  if (oldest.valid()) {
+    if (auto st = oldest.get(); !st) return st;
+  }
+  auto commit = std::async(std::launch::async,
+                           [this, object, chunk, entry = std::move(*entry), file = std::move(file)]() mutable -> Status {
+                             if (auto st = file.commit(); !st) return st;
+                             add_file(object, chunk, std::move(entry));
+                             return {};
+                           });
+  std::lock_guard lock(mu_);
+  commits_.push_back(std::move(commit));
+  return {};
+}
+
+Status BackupWriter::wait_for_files() {
+  Status first;
+  for (;;) {
+    std::future<Status> next;
+    {
+      std::lock_guard lock(mu_);
+      if (commits_.empty()) return first;
+      next = std::move(commits_.front());
+      commits_.pop_front();
+    }
+    if (auto st = next.get(); !st && first) first = st;
+  }
+}
+
+Status BackupWriter::finish_objects() {
+  if (auto st = wait_for_files(); !st) return st;
   std::lock_guard lock(mu_);
   for (auto& [object, chunks] : chunks_) {
     auto it = std::find_if(manifest_.objects.begin(), manifest_.objects.end(),
@@ -679,6 +727,7 @@ void BackupWriter::finish_objects() {
   chunks_.clear();
   std::sort(manifest_.objects.begin(), manifest_.objects.end(),
             [](const ObjectEntry& a, const ObjectEntry& b) { return a.name < b.name; });
+  return {};
 }
 
 void BackupWriter::add_file(const std::string& object, size_t chunk, FileEntry file) {

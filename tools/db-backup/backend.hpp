@@ -23,7 +23,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -134,7 +136,13 @@ class DataFileWriter {
   /// block (1 MiB) goes to the checksum, compressor and file without being copied.
   Status write_lines(std::string_view lines, uint64_t rows);
   /// Flushes the compressor, fsyncs, renames into place; returns the manifest entry.
+  /// The same as seal() then commit().
   Result<FileEntry> finish();
+  /// Flushes the compressor and returns the manifest entry; the file is not yet durable nor
+  /// under its name. Nothing may be written after it.
+  Result<FileEntry> seal();
+  /// After seal(): fsyncs the file and renames it into place. May run on another thread.
+  Status commit();
   uint64_t rows() const;
   /// Uncompressed bytes handed to write_record so far (for progress).
   uint64_t raw_bytes() const;
@@ -218,12 +226,19 @@ class BackupWriter {
 
   /// Records a finished object (files in chunk order). Call once per object.
   void add_object(ObjectEntry entry);
-  /// Adds a chunk file to `object` (chunks finished by different workers, in any order);
-  /// its rows are added to the object's count. The object itself must be added with
-  /// add_object() (files empty or not) for the chunks to count.
-  void add_file(const std::string& object, size_t chunk, FileEntry file);
-  /// Called by the framework after dump(): chunk files join their objects in chunk order.
-  void finish_objects();
+  /// Adds a written chunk file to `object` (chunks finished by different workers, in any
+  /// order); its rows are added to the object's count. The file is sealed here and made
+  /// durable (fsync, rename) on a thread of its own, so that the worker goes on with its next
+  /// chunk while the disk catches up: at most `threads` files wait so at once, and a
+  /// failure is returned by a later add_chunk() or by finish_objects(). The object itself
+  /// must be added with add_object() (files empty or not) for the chunks to count.
+  Status add_chunk(const std::string& object, size_t chunk, DataFileWriter file);
+  /// Called by the framework after dump(): waits for every chunk file to be durable (the
+  /// first failure is returned), then chunk files join their objects in chunk order.
+  Status finish_objects();
+  /// Waits for every chunk file still being made durable; the first failure is returned.
+  /// The framework calls it before removing a failed dump.
+  Status wait_for_files();
 
   /// Manifest fields the backend knows: call under no particular order, any thread.
   void set_server_version(std::string v);
@@ -243,6 +258,9 @@ class BackupWriter {
   std::mutex mu_;
   std::vector<std::pair<std::string, std::vector<std::pair<size_t, FileEntry>>>> chunks_;
   std::vector<std::string> file_names_;
+  std::deque<std::future<Status>> commits_;  // files being made durable, oldest first
+
+  void add_file(const std::string& object, size_t chunk, FileEntry file);
 };
 
 /// What the user asked of a restore.

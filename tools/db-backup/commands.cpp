@@ -204,11 +204,12 @@ Result<RunStats> dump_once(DumpRound& r) {
   BackupWriter writer(tmp, r.compression, r.options, *progress, m);
   auto st = r.backend.dump(writer);
   progress.reset();
+  if (st) st = writer.finish_objects();
   if (!st) {
+    (void)writer.wait_for_files();
     (void)remove_tree(tmp);
     return st.error();
   }
-  writer.finish_objects();
   m.finished_at = now_text();
   // The manifest last, then the rename: a backup under its final name is always complete.
   if (auto w = envkit::write_file_atomically(tmp + "/" + kManifestName, m.to_json(), 0600); !w) {

@@ -307,10 +307,7 @@ Status MysqlBackend::dump_item(MysqlConnection& c, BackupWriter& out, const Tabl
   }
   if (auto st = write_block(); !st) return st;
   out.progress().advance(t.name, n % 1000, file->raw_bytes() - reported_bytes);
-  auto entry = file->finish();
-  if (!entry) return entry.error();
-  out.add_file(t.name, item.chunk, std::move(*entry));
-  return {};
+  return out.add_chunk(t.name, item.chunk, std::move(*file));
 }
 
 // Test hook: ENVKIT_DB_BACKUP_TEST_PAUSE=PATH makes the dump, once its snapshot is taken,
