@@ -428,10 +428,14 @@ PY
   [[ $(jq -r '"\(.consistent) \(.snapshot.method)"' "$a/manifest.json") == @(true snapshot_session|false none) ]]
 }
 
-@test "mongo: restore refuses a non-empty collection without --replace" {
+@test "mongo: restore refuses a non-empty collection without --replace; chunks join in order" {
   mongo_py "$M1_PORT" src2 fill
-  run -0 --separate-stderr db-backup dump --from "$(m1_db src2)" --out "$backups" -q
+  run -0 --separate-stderr db-backup dump --from "$(m1_db src2)" --out "$backups" -q --chunk-rows 1000
   dir=$(only_backup "$backups")
+  # Three chunk files, each durable under its name, in chunk order; their rows are the object's.
+  [[ $(jq -c '.objects[] | select(.name == "things") | [.rows, [.files[] | [.name, .rows]]]' "$dir/manifest.json") == \
+     '[2003,[["things.00000.jsonl",1000],["things.00001.jsonl",1000],["things.00002.jsonl",3]]]' ]]
+  [[ $(cat "$dir"/things.0000[0-2].jsonl | wc -l) == 2003 && -z $(find "$dir" -name '.*.tmp.*') ]]
   run -65 --separate-stderr db-backup restore --from "$dir" --to "$(m1_db src2)" -q
   [[ $stderr == *"restore into an empty database, or give --replace"* ]]
   run -0 --separate-stderr db-backup restore --from "$dir" --to "$(m1_db src2)" -q --replace

@@ -224,7 +224,8 @@ class BackupWriter {
   /// (hostile names become "t<N>" with the real name kept in the manifest).
   Result<DataFileWriter> open_chunk(const std::string& object, size_t chunk);
 
-  /// Records a finished object (files in chunk order). Call once per object.
+  /// Records a finished object. Call once per object. Backends give its files through
+  /// add_chunk(), the one way a chunk joins a backup, and leave `files` and `rows` empty.
   void add_object(ObjectEntry entry);
   /// Adds a written chunk file to `object` (chunks finished by different workers, in any
   /// order); its rows are added to the object's count. The file is sealed here and made

@@ -172,15 +172,14 @@ class MongoBackend final : public Backend {
     entry.kind = "collection";
     entry.key = {"_id"};
     std::optional<DataFileWriter> file;
+    size_t chunks = 0;
     uint64_t throttle = 0;
+    // A full chunk joins the object through add_chunk(): made durable off this thread.
     auto close = [&]() -> Status {
       if (!file) return {};
-      auto fe = file->finish();
+      DataFileWriter done = std::move(*file);
       file.reset();
-      if (!fe) return fe.error();
-      entry.rows += fe->rows;
-      entry.files.push_back(std::move(*fe));
-      return {};
+      return out.add_chunk(c.name, chunks++, std::move(done));
     };
     for (;;) {
       auto more = cursor->next();
@@ -188,7 +187,7 @@ class MongoBackend final : public Backend {
       if (!*more) break;
       if (!file || file->rows() >= out.options().chunk_rows) {
         if (auto s = close(); !s) return s;
-        auto f = out.open_chunk(c.name, entry.files.size());
+        auto f = out.open_chunk(c.name, chunks);
         if (!f) return f.error();
         file.emplace(std::move(*f));
       }

@@ -428,7 +428,7 @@ class ChunkedOutput {
   Status write(const Record& r) {
     if (!file_ || (r.part == 0 && file_->rows() >= out_.options().chunk_rows)) {
       if (auto s = close(); !s) return s;
-      auto f = out_.open_chunk(object_, files_.size());
+      auto f = out_.open_chunk(object_, chunks_);
       if (!f) return f.error();
       file_.emplace(std::move(*f));
     }
@@ -440,31 +440,29 @@ class ChunkedOutput {
   }
 
   // Finishes the last file; an empty keyspace still gets one (empty) file.
-  Result<std::vector<FileEntry>> finish() {
+  Status finish() {
     if (!file_) {
       auto f = out_.open_chunk(object_, 0);
       if (!f) return f.error();
       file_.emplace(std::move(*f));
     }
-    if (auto s = close(); !s) return s.error();
-    return std::move(files_);
+    return close();
   }
   uint64_t rows() const { return rows_; }
 
  private:
+  // A full chunk joins the object through add_chunk(): made durable off this thread.
   Status close() {
     if (!file_) return {};
-    auto entry = file_->finish();
+    DataFileWriter done = std::move(*file_);
     file_.reset();
-    if (!entry) return entry.error();
-    files_.push_back(std::move(*entry));
-    return {};
+    return out_.add_chunk(object_, chunks_++, std::move(done));
   }
 
   BackupWriter& out_;
   std::string object_;
   std::optional<DataFileWriter> file_;
-  std::vector<FileEntry> files_;
+  size_t chunks_ = 0;
   uint64_t rows_ = 0;
 };
 
@@ -578,15 +576,12 @@ class RedisBackend final : public Backend {
     const DumpOptions& opts = out.options();
     // --where is a SCAN MATCH glob for Redis ("user:*"): a partial keyspace, said in metadata.
     if (auto s = reader.scan_all([&] { return out.stopping(); }, opts.row_delay, opts.where); !s) return s;
-    auto entries = files.finish();
-    if (!entries) return entries.error();
+    if (auto s = files.finish(); !s) return s;
     out.progress().end_object(object);
 
     ObjectEntry entry;
     entry.name = object;
     entry.kind = "keyspace";
-    entry.rows = files.rows();
-    entry.files = std::move(*entries);
     entry.key = {"key", "part"};
     envkit::JsonWriter meta;
     meta.begin_object();
