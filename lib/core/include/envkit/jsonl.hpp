@@ -59,7 +59,10 @@ class LineReader {
   bool owns_;
   std::string name_;
   size_t max_line_;
-  std::string buf_;
+  // Not zeroed (not a std::string): read() writes the bytes used, and a zero fill would
+  // first touch every page of it, a cost each run pays before its first line.
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0;
   size_t start_ = 0;  // first unread byte in buf_
   size_t end_ = 0;    // end of valid bytes in buf_
   size_t scanned_ = 0;  // line_ready(): bytes in [start_, scanned_) hold no newline
