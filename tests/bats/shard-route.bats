@@ -215,6 +215,32 @@ YAML
   assert_output 1
 }
 
+@test "put: each shard's batches land in input order while the shards write at once; a shard that fails ends it, named" {
+  map=$(kv_map)
+  export MYSQL_PWD=$M1_PASSWORD
+  # 300 versions of one key, a batch each, between documents for both shards: the last read is kept.
+  for ns in items carts; do
+    seq 1 300 | awk '{printf "{\"id\": \"same\", \"v\": %d}\n{\"id\": \"o%d\"}\n", $1, $1}' |
+      shard-route put --map "$map" -n $ns --batch 1
+    run -0 shard-route get --map "$map" -n $ns same
+    assert_output '{"id": "same", "v": 300}'
+    run -0 shard-route count --map "$map" -n $ns '{"id": {"$in": ["o1", "o150", "o300"]}}'
+    assert_output 3
+  done
+  # m2 refuses connections. 1,000 documents for m1 come first (10 batches, the last still in
+  # flight when m2's first batch fails): the put ends unavailable (69) naming m2, and every one
+  # of m1's batches read before the failure is written.
+  sed "s|^  m2: .*|  m2: mysql://envkit@127.0.0.1:1/envkit|" "$map" >"$BATS_TEST_TMPDIR/down.yaml"
+  seq 1 3000 | sed 's/^/d/' | shard-route explain --map "$map" -n items >"$BATS_TEST_TMPDIR/placed.tsv"
+  { awk -F'\t' '$3 == "m1"' "$BATS_TEST_TMPDIR/placed.tsv" | head -1000
+    awk -F'\t' '$3 == "m2"' "$BATS_TEST_TMPDIR/placed.tsv" | head -500
+  } | awk -F'\t' '{printf "{\"id\": \"%s\"}\n", $1}' >"$BATS_TEST_TMPDIR/down.jsonl"
+  run -69 --separate-stderr shard-route put --map "$BATS_TEST_TMPDIR/down.yaml" -n items --batch 100 <"$BATS_TEST_TMPDIR/down.jsonl"
+  [[ $stderr == *"shard m2: cannot connect"* ]] || fail "the error does not name m2: $stderr"
+  run -0 mariadb_for m1 -N -e "SELECT COUNT(*) FROM envkit.items WHERE k LIKE 'd%'"
+  assert_output 1000
+}
+
 @test "verify (MariaDB and Redis shards): nothing after a put; every planted misplaced copy listed, keys on two shards flagged" {
   map=$(kv_map) wrong=$(kv_map wrong)
   [[ $M1_PASSWORD == "$M2_PASSWORD" ]] || fail "the two MariaDB servers need one password here"

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <map>
 #include <string>
+#include <utility>
 
 #include <envkit/exit_status.hpp>
 #include <envkit/log.hpp>
@@ -598,19 +600,48 @@ Result<ShardStore*> Session::store(int shard) {
 
 namespace {
 
+// Each shard's full batch is written on a thread of its own while the next documents are
+// read and routed, so the shards' servers work at once and alongside the parsing. At most
+// one batch per shard is in flight: a shard's writes keep the input's order, and a key (one
+// shard) its last value. The first failure ends the put once the writes in flight are done.
 Result<envkit::Exit> put(Session& s) {
-  std::vector<std::vector<KeyedDocument>> pending(s.map.shards().size());
-  std::vector<uint64_t> written(s.map.shards().size());
+  const size_t shards = s.map.shards().size();
+  std::vector<std::vector<KeyedDocument>> pending(shards);
+  std::vector<std::future<Status>> in_flight(shards);
+  std::vector<uint64_t> in_flight_docs(shards), written(shards);
   uint64_t line_no = 0, refused = 0;
-  auto flush = [&](int shard) -> Status {
-    auto& batch = pending[static_cast<size_t>(shard)];
-    if (batch.empty()) return {};
-    auto store = s.store(shard);
-    if (!store) return store.error();
-    if (auto st = (*store)->put(batch); !st) return st.error().context("shard " + s.map.shards()[static_cast<size_t>(shard)].name);
-    written[static_cast<size_t>(shard)] += batch.size();
-    batch.clear();
+  // Waits for shard i's batch in flight; counts it written when it was.
+  auto settle = [&](size_t i) -> Status {
+    if (!in_flight[i].valid()) return {};
+    if (auto st = in_flight[i].get(); !st) return st;
+    written[i] += std::exchange(in_flight_docs[i], 0);
     return {};
+  };
+  auto flush = [&](int shard) -> Status {
+    const auto i = static_cast<size_t>(shard);
+    if (auto st = settle(i); !st) return st;
+    if (pending[i].empty()) return {};
+    auto store = s.store(shard);  // connected here, on this thread
+    if (!store) return store.error();
+    in_flight_docs[i] = pending[i].size();
+    in_flight[i] = std::async(std::launch::async, [store = *store, batch = std::move(pending[i]),
+                                                   name = s.shard_name(shard)]() -> Status {
+      if (auto st = store->put(batch); !st) return st.error().context("shard " + name);
+      return {};
+    });
+    pending[i] = {};
+    return {};
+  };
+  auto log_written = [&] {
+    for (size_t i = 0; i < shards; ++i) {
+      if (written[i]) envkit::log_info("put " + std::to_string(written[i]) + " documents on " + s.map.shards()[i].name);
+    }
+  };
+  // The first failure, after every batch in flight is done (and counted if it was written).
+  auto fail_after_writes = [&](Status failed) -> Result<envkit::Exit> {
+    for (size_t i = 0; i < shards; ++i) (void)settle(i);
+    log_written();
+    return failed.error();
   };
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -623,20 +654,21 @@ Result<envkit::Exit> put(Session& s) {
       continue;
     }
     int shard = s.route(*key);
-    if (shard < 0) return fail(Failure::config, "no shard for key '" + *key + "'");
+    if (shard < 0) return fail_after_writes(fail(Failure::config, "no shard for key '" + *key + "'"));
     pending[static_cast<size_t>(shard)].push_back({std::move(*key), std::move(line)});
     if (pending[static_cast<size_t>(shard)].size() >= s.config.batch) {
-      if (auto st = flush(shard); !st) return st.error();
+      if (auto st = flush(shard); !st) return fail_after_writes(st);
     }
     line.clear();
   }
-  if (std::cin.bad()) return fail(Failure::local_io, "reading documents from stdin");
-  for (size_t i = 0; i < pending.size(); ++i) {
-    if (auto st = flush(static_cast<int>(i)); !st) return st.error();
+  if (std::cin.bad()) return fail_after_writes(fail(Failure::local_io, "reading documents from stdin"));
+  for (size_t i = 0; i < shards; ++i) {
+    if (auto st = flush(static_cast<int>(i)); !st) return fail_after_writes(st);
   }
-  for (size_t i = 0; i < written.size(); ++i) {
-    if (written[i]) envkit::log_info("put " + std::to_string(written[i]) + " documents on " + s.map.shards()[i].name);
+  for (size_t i = 0; i < shards; ++i) {
+    if (auto st = settle(i); !st) return fail_after_writes(st);
   }
+  log_written();
   return refused ? envkit::Exit::failure : envkit::Exit::ok;
 }
 
