@@ -92,6 +92,10 @@ print(c[os.sys.argv[1]][os.sys.argv[2]].count_documents({}))' "$db" "$coll"
   # stdin: CRLF line ends and a last line without a newline.
   run -0 --separate-stderr bash -c "printf 'Zanahoria\r\nmango' | shard-route explain --map '$map' -n products"
   assert_output $'Zanahoria\tproducts\tdb2\nmango\tproducts\tdb1'
+  # Keys longer than an output block (1 MiB) between short ones, each line whole and in order.
+  { echo apple; head -c 3000000 /dev/zero | tr '\0' B; echo; echo zed; head -c 1048570 /dev/zero | tr '\0' n; echo; } |
+    shard-route explain --map "$map" -n products | awk -F'\t' '{print length($1), $3}' >"$BATS_TEST_TMPDIR/long.txt"
+  [[ $(tr '\n' ' ' <"$BATS_TEST_TMPDIR/long.txt") == "5 db1 3000000 db1 3 db2 1048570 db2 " ]]
   run -0 --separate-stderr shard-route explain --map "$map" -n products -v Ábaco
   assert_output $'Ábaco\tproducts\tdb1\tfirst-letter: first character \'á\' -> A (decomposition), in A-M (line 11)'
 }
